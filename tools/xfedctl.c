@@ -1,0 +1,764 @@
+/* xfedctl: XMPP federated partners and gateway settings (spec §2). Mirrors
+ * New/Set/Get/Remove-CsXmppAllowedPartner and Set/Get-CsXmppGatewayConfiguration.
+ *
+ * Exit status: 0 committed (or found), 1 refused by validation or not found
+ * (nothing saved), 2 usage error, 3 store error.
+ */
+#include "config.h"
+#include "partner.h"
+#include "store.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { EXIT_COMMITTED = 0, EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_STORE = 3 };
+
+#define DEFAULT_CONFIG "/etc/xfed/xfed.conf"
+#define DEFAULT_STORE  "/var/lib/xfed/xfed.db"
+
+static const char usage_main[] =
+    "usage: xfedctl [--store PATH | --config FILE] COMMAND ...\n"
+    "\n"
+    "XMPP federated partners and gateway settings of xfed.\n"
+    "\n"
+    "commands:\n"
+    "  partner new DOMAIN [options]      add a partner (New-CsXmppAllowedPartner)\n"
+    "  partner set DOMAIN [options]      change a partner (Set-CsXmppAllowedPartner)\n"
+    "  partner get [DOMAIN] [--json]     show one or all partners (Get-CsXmppAllowedPartner)\n"
+    "  partner remove DOMAIN             remove a partner (Remove-CsXmppAllowedPartner)\n"
+    "  gateway get [--json]              show gateway settings (Get-CsXmppGatewayConfiguration)\n"
+    "  gateway set [options]             change gateway settings\n"
+    "\n"
+    "  --store PATH    the SQLite store to use\n"
+    "  --config FILE   an xfed config: its [xfed] store, and its local domains (which no\n"
+    "                  partner may claim)\n"
+    "  Without either: $XFED_CONFIG, $XFED_STORE, " DEFAULT_CONFIG " if it exists, else\n"
+    "  " DEFAULT_STORE ".\n"
+    "\n"
+    "exit status: 0 committed, 1 refused by validation or not found (nothing saved),\n"
+    "             2 usage error, 3 store error.\n"
+    "'xfedctl partner new --help' etc. describe each command.\n";
+
+static const char partner_options[] =
+    "  --description TEXT               free notes, at most 1024 characters\n"
+    "  --additional-domains D1,D2,...   the partner's other domains (replaces the list)\n"
+    "  --partner-type TYPE              federated | public-verified | public-unverified\n"
+    "  --tls VALUE                      TLS negotiation: required | optional | not-supported\n"
+    "  --sasl VALUE                     SASL EXTERNAL negotiation: required | optional |\n"
+    "                                   not-supported\n"
+    "  --dialback true|false            server dialback (XEP-0220)\n"
+    "  --connection-limit N             streams per direction, 0..65535 (0 = the gateway's\n"
+    "                                   partner connection limit)\n"
+    "  --keepalive true|false           whitespace keepalives on this partner's streams\n"
+    "  --proxy-fqdn HOST[:PORT]         connect there instead of resolving DNS SRV\n"
+    "  Values are case-insensitive; the cmdlet spellings (PublicVerified, NotSupported)\n"
+    "  are accepted too.\n";
+
+static const char usage_partner_new[] =
+    "usage: xfedctl [--store PATH | --config FILE] partner new DOMAIN [options]\n"
+    "\n"
+    "Adds a partner. Defaults: public-unverified, TLS required, SASL optional, dialback\n"
+    "true (matrix row 7), connection limit 0, keepalive true. The (TLS, SASL, dialback)\n"
+    "combination is checked against the negotiation matrix: some combinations print a\n"
+    "warning or note, and those that leave no way to authenticate are refused (exit 1,\n"
+    "nothing saved).\n\noptions:\n";
+static const char usage_partner_set[] =
+    "usage: xfedctl [--store PATH | --config FILE] partner set DOMAIN [options]\n"
+    "           [--add-domain D]... [--remove-domain D]... [--clear-domains]\n"
+    "\n"
+    "Changes the given settings of an existing partner; the others keep their values.\n"
+    "The result is validated as a whole (negotiation matrix, domain uniqueness) and\n"
+    "committed atomically, or refused with nothing saved.\n\noptions:\n";
+static const char usage_partner_set_extra[] =
+    "  --add-domain D                   add one additional domain\n"
+    "  --remove-domain D                remove one additional domain\n"
+    "  --clear-domains                  remove every additional domain\n";
+static const char usage_partner_get[] =
+    "usage: xfedctl [--store PATH | --config FILE] partner get [DOMAIN] [--json]\n"
+    "\n"
+    "Shows one partner (exit 1 if there is none), or every partner without DOMAIN.\n"
+    "  --json    JSON: an object for one partner, an array for all\n";
+static const char usage_partner_remove[] =
+    "usage: xfedctl [--store PATH | --config FILE] partner remove DOMAIN\n"
+    "\n"
+    "Removes a partner and its additional domains (exit 1 if there is none). A running\n"
+    "xfed closes the partner's streams within 2 s.\n";
+static const char usage_gateway_get[] =
+    "usage: xfedctl [--store PATH | --config FILE] gateway get [--json]\n"
+    "\n"
+    "Shows the gateway settings. The dialback passphrase itself is never printed.\n";
+static const char usage_gateway_set[] =
+    "usage: xfedctl [--store PATH | --config FILE] gateway set [options]\n"
+    "\n"
+    "options (ranges inclusive; defaults in brackets):\n"
+    "  --connection-limit N               all partner streams together, 1..1000000 [1000]\n"
+    "  --partner-connection-limit N       streams per partner per direction, 1..65535 [20]\n"
+    "  --dialback-passphrase S            dialback secret shared by a pool of edge hosts;\n"
+    "                                     empty = a random secret per start [empty]\n"
+    "  --keepalive-interval SEC           10..86400 [300]\n"
+    "  --stream-establishment-timeout SEC 5..3600 [60]\n"
+    "  --stream-inactivity-timeout SEC    10..604800 [600]\n"
+    "  --log-message-bodies true|false    [false]\n";
+
+/* ---- store selection ---------------------------------------------------- */
+
+typedef struct {
+    const char *store_path;
+    xf_config *cfg; /* NULL without a config */
+    const char *locals[XF_LOCALS_MAX];
+    size_t nlocals;
+    xf_store *store;
+} ctl;
+
+static int open_store(ctl *c, const char *store_opt, const char *config_opt)
+{
+    static xf_config cfg;
+    char err[1024];
+    if (!store_opt && !config_opt) {
+        config_opt = getenv("XFED_CONFIG");
+        if (!config_opt) store_opt = getenv("XFED_STORE");
+        if (!config_opt && !store_opt) {
+            if (access(DEFAULT_CONFIG, R_OK) == 0) {
+                config_opt = DEFAULT_CONFIG;
+            } else {
+                store_opt = DEFAULT_STORE;
+                mkdir("/var/lib/xfed", 0750); /* the default store's folder */
+            }
+        }
+    }
+    if (config_opt) {
+        if (!xf_config_load(config_opt, &cfg, err, sizeof err)) {
+            fprintf(stderr, "xfedctl: config: %s\n", err);
+            return EXIT_STORE;
+        }
+        c->cfg = &cfg;
+        c->nlocals = xf_config_local_names(&cfg, c->locals);
+        if (!store_opt) store_opt = cfg.store;
+    }
+    c->store_path = store_opt;
+    if (xf_store_open(store_opt, &c->store, err, sizeof err) != XF_STORE_OK) {
+        fprintf(stderr, "xfedctl: store: %s\n", err);
+        return EXIT_STORE;
+    }
+    return EXIT_COMMITTED;
+}
+
+static int print_verdict(const xf_verdict *v, xf_store_rc rc, const char *what)
+{
+    for (uint32_t i = 0; i < v->count; i++)
+        fprintf(stderr, "xfedctl: %s: %s\n", xf_commit_class_name(v->msg_cls[i]), v->msg[i]);
+    if (rc == XF_STORE_OK) return EXIT_COMMITTED;
+    if (rc == XF_STORE_ERROR) return EXIT_STORE;
+    fprintf(stderr, "xfedctl: %s refused; nothing was saved\n", what);
+    return EXIT_REFUSED;
+}
+
+/* ---- partner commands ----------------------------------------------------- */
+
+enum {
+    F_DESCRIPTION = 1 << 0,
+    F_DOMAINS = 1 << 1,
+    F_TYPE = 1 << 2,
+    F_TLS = 1 << 3,
+    F_SASL = 1 << 4,
+    F_DIALBACK = 1 << 5,
+    F_LIMIT = 1 << 6,
+    F_KEEPALIVE = 1 << 7,
+    F_PROXY = 1 << 8,
+    F_CLEAR = 1 << 9,
+};
+
+#define DOMAIN_OPS_MAX 256
+
+typedef struct {
+    unsigned set;
+    const char *description;
+    const char *domains_csv;
+    xf_partner_type type;
+    xf_neg tls, sasl;
+    bool dialback, keepalive;
+    uint32_t limit;
+    const char *proxy;
+    const char *add[DOMAIN_OPS_MAX];
+    size_t nadd;
+    const char *del[DOMAIN_OPS_MAX];
+    size_t ndel;
+} partner_edits;
+
+static bool lower_domain(const char *in, char out[XF_DOMAIN_MAX + 1], const char *what,
+                         xf_verdict *v)
+{
+    char why[XF_VERDICT_MSG_MAX - 64];
+    if (strlen(in) > XF_DOMAIN_MAX) {
+        xf_verdict_add(v, XF_COMMIT_REFUSED, "%s '%.60s...' is longer than 253 characters", what,
+                       in);
+        return false;
+    }
+    if (!xf_domain_normalize(in, out, why, sizeof why)) {
+        xf_verdict_add(v, XF_COMMIT_REFUSED, "%s: %s", what, why);
+        return false;
+    }
+    return true;
+}
+
+static void add_domain(xf_partner *p, const char *d, xf_verdict *v)
+{
+    char norm[XF_DOMAIN_MAX + 1];
+    if (!lower_domain(d, norm, "additional domain", v)) return;
+    for (uint32_t i = 0; i < p->domain_count; i++)
+        if (strcmp(p->domains[i], norm) == 0) return; /* already there: set semantics */
+    if (p->domain_count == XF_PARTNER_DOMAINS_MAX) {
+        xf_verdict_add(v, XF_COMMIT_REFUSED, "at most %d additional domains per partner",
+                       XF_PARTNER_DOMAINS_MAX);
+        return;
+    }
+    snprintf(p->domains[p->domain_count++], XF_DOMAIN_MAX + 1, "%s", norm);
+}
+
+static void apply_partner_edits(xf_partner *p, void *arg, xf_verdict *v)
+{
+    const partner_edits *e = arg;
+    if (e->set & F_DESCRIPTION) {
+        if (strlen(e->description) > XF_DESCRIPTION_MAX)
+            xf_verdict_add(v, XF_COMMIT_REFUSED, "the description is longer than %d characters",
+                           XF_DESCRIPTION_MAX);
+        else
+            snprintf(p->description, sizeof p->description, "%s", e->description);
+    }
+    if (e->set & F_CLEAR) p->domain_count = 0;
+    if (e->set & F_DOMAINS) {
+        p->domain_count = 0;
+        char *list = strdup(e->domains_csv);
+        for (char *save, *d = strtok_r(list, ",", &save); d; d = strtok_r(NULL, ",", &save)) {
+            while (*d == ' ')
+                d++;
+            char *end = d + strlen(d);
+            while (end > d && end[-1] == ' ')
+                *--end = '\0';
+            if (*d) add_domain(p, d, v);
+        }
+        free(list);
+    }
+    for (size_t i = 0; i < e->nadd; i++)
+        add_domain(p, e->add[i], v);
+    for (size_t i = 0; i < e->ndel; i++) {
+        char norm[XF_DOMAIN_MAX + 1];
+        if (!lower_domain(e->del[i], norm, "--remove-domain", v)) continue;
+        uint32_t j = 0;
+        while (j < p->domain_count && strcmp(p->domains[j], norm) != 0)
+            j++;
+        if (j == p->domain_count) {
+            xf_verdict_add(v, XF_COMMIT_REFUSED, "'%s' is not an additional domain of partner '%s'",
+                           norm, p->domain);
+            continue;
+        }
+        memmove(p->domains[j], p->domains[j + 1],
+                (size_t)(p->domain_count - j - 1) * sizeof p->domains[0]);
+        p->domain_count--;
+    }
+    if (e->set & F_TYPE) p->type = e->type;
+    if (e->set & F_TLS) p->tls = e->tls;
+    if (e->set & F_SASL) p->sasl = e->sasl;
+    if (e->set & F_DIALBACK) p->dialback = e->dialback;
+    if (e->set & F_LIMIT) p->connection_limit = e->limit;
+    if (e->set & F_KEEPALIVE) p->keepalive = e->keepalive;
+    if (e->set & F_PROXY) {
+        if (strlen(e->proxy) > XF_PROXY_MAX)
+            xf_verdict_add(v, XF_COMMIT_REFUSED, "the proxy FQDN is too long");
+        else
+            snprintf(p->proxy_fqdn, sizeof p->proxy_fqdn, "%s", e->proxy);
+    }
+}
+
+static int bad_value(const char *opt, const char *val, const char *expected)
+{
+    fprintf(stderr, "xfedctl: %s: '%s' is not %s\n", opt, val, expected);
+    return EXIT_USAGE;
+}
+
+static bool parse_u32(const char *s, uint32_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*s == '\0' || *s == '-' || *end || errno || v > UINT32_MAX) return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+/* Parses partner options from argv[optind..]; returns EXIT_COMMITTED or EXIT_USAGE. */
+static int parse_partner_opts(int argc, char **argv, bool is_set, partner_edits *e,
+                              const char **domain, bool *help)
+{
+    static const struct option opts[] = {
+        {"description", required_argument, NULL, 'D'},
+        {"additional-domains", required_argument, NULL, 'A'},
+        {"partner-type", required_argument, NULL, 'T'},
+        {"tls", required_argument, NULL, 't'},
+        {"sasl", required_argument, NULL, 's'},
+        {"dialback", required_argument, NULL, 'b'},
+        {"connection-limit", required_argument, NULL, 'l'},
+        {"keepalive", required_argument, NULL, 'k'},
+        {"proxy-fqdn", required_argument, NULL, 'p'},
+        {"add-domain", required_argument, NULL, 'a'},
+        {"remove-domain", required_argument, NULL, 'r'},
+        {"clear-domains", no_argument, NULL, 'C'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    optind = 1;
+    opterr = 0;
+    for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
+        const char *name = argv[optind - 1];
+        if (!is_set && (c == 'a' || c == 'r' || c == 'C')) {
+            fprintf(stderr, "xfedctl: %s is only for 'partner set'\n", name);
+            return EXIT_USAGE;
+        }
+        switch (c) {
+        case 'D': e->set |= F_DESCRIPTION, e->description = optarg; break;
+        case 'A': e->set |= F_DOMAINS, e->domains_csv = optarg; break;
+        case 'T':
+            if (!xf_partner_type_parse(optarg, &e->type))
+                return bad_value("--partner-type", optarg,
+                                 "federated, public-verified or public-unverified");
+            e->set |= F_TYPE;
+            break;
+        case 't':
+            if (!xf_neg_parse(optarg, &e->tls))
+                return bad_value("--tls", optarg, "required, optional or not-supported");
+            e->set |= F_TLS;
+            break;
+        case 's':
+            if (!xf_neg_parse(optarg, &e->sasl))
+                return bad_value("--sasl", optarg, "required, optional or not-supported");
+            e->set |= F_SASL;
+            break;
+        case 'b':
+            if (!xf_bool_parse(optarg, &e->dialback))
+                return bad_value("--dialback", optarg, "true or false");
+            e->set |= F_DIALBACK;
+            break;
+        case 'k':
+            if (!xf_bool_parse(optarg, &e->keepalive))
+                return bad_value("--keepalive", optarg, "true or false");
+            e->set |= F_KEEPALIVE;
+            break;
+        case 'l':
+            if (!parse_u32(optarg, &e->limit))
+                return bad_value("--connection-limit", optarg, "a number 0..65535");
+            e->set |= F_LIMIT;
+            break;
+        case 'p': e->set |= F_PROXY, e->proxy = optarg; break;
+        case 'a':
+            if (e->nadd == DOMAIN_OPS_MAX) return bad_value("--add-domain", optarg, "allowed");
+            e->add[e->nadd++] = optarg;
+            break;
+        case 'r':
+            if (e->ndel == DOMAIN_OPS_MAX) return bad_value("--remove-domain", optarg, "allowed");
+            e->del[e->ndel++] = optarg;
+            break;
+        case 'C': e->set |= F_CLEAR; break;
+        case 'h': *help = true; return EXIT_COMMITTED;
+        default:
+            fprintf(stderr, "xfedctl: unknown or incomplete option '%s'\n", argv[optind - 1]);
+            return EXIT_USAGE;
+        }
+    }
+    /* GNU getopt moved the positional DOMAIN behind the options. */
+    for (; optind < argc; optind++) {
+        if (*domain) {
+            fprintf(stderr, "xfedctl: unexpected argument '%s'\n", argv[optind]);
+            return EXIT_USAGE;
+        }
+        *domain = argv[optind];
+    }
+    return EXIT_COMMITTED;
+}
+
+static json_t *partner_json(const xf_partner *p)
+{
+    json_t *doms = json_array();
+    for (uint32_t i = 0; i < p->domain_count; i++)
+        json_array_append_new(doms, json_string(p->domains[i]));
+    const xf_matrix_row_t *row = xf_matrix_row(p->tls, p->sasl, p->dialback);
+    json_t *methods = json_array();
+    if (row->methods & XF_METHOD_SASL_TLS) json_array_append_new(methods, json_string("sasl_tls"));
+    if (row->methods & XF_METHOD_DB_TLS)
+        json_array_append_new(methods, json_string("dialback_tls"));
+    if (row->methods & XF_METHOD_DB_TCP)
+        json_array_append_new(methods, json_string("dialback_tcp"));
+    return json_pack("{s:s, s:s, s:o, s:s, s:s, s:s, s:b, s:I, s:b, s:s, s:i, s:o}", "domain",
+                     p->domain, "description", p->description, "additional_domains", doms,
+                     "partner_type", xf_partner_type_name(p->type), "tls", xf_neg_name(p->tls),
+                     "sasl", xf_neg_name(p->sasl), "dialback", p->dialback, "connection_limit",
+                     (json_int_t)p->connection_limit, "keepalive", p->keepalive, "proxy_fqdn",
+                     p->proxy_fqdn, "matrix_row", row->number, "methods", methods);
+}
+
+static void partner_print(const xf_partner *p)
+{
+    const xf_matrix_row_t *row = xf_matrix_row(p->tls, p->sasl, p->dialback);
+    printf("Identity          : %s\n", p->domain);
+    printf("Description       : %s\n", p->description);
+    printf("AdditionalDomains : ");
+    for (uint32_t i = 0; i < p->domain_count; i++)
+        printf("%s%s", i ? ", " : "", p->domains[i]);
+    printf("\nPartnerType       : %s\n", xf_partner_type_name(p->type));
+    printf("TlsNegotiation    : %s\n", xf_neg_name(p->tls));
+    printf("SaslNegotiation   : %s\n", xf_neg_name(p->sasl));
+    printf("EnableDialback    : %s\n", p->dialback ? "true" : "false");
+    printf("ConnectionLimit   : %u\n", p->connection_limit);
+    printf("EnableKeepalive   : %s\n", p->keepalive ? "true" : "false");
+    printf("ProxyFqdn         : %s\n", p->proxy_fqdn);
+    printf("MatrixRow         : %d (methods:%s%s%s%s)\n", row->number,
+           row->methods & XF_METHOD_SASL_TLS ? " SASL/TLS" : "",
+           row->methods & XF_METHOD_DB_TLS ? " DB/TLS" : "",
+           row->methods & XF_METHOD_DB_TCP ? " DB/TCP" : "", row->methods ? "" : " none, refused");
+}
+
+typedef struct {
+    json_t *arr;
+    int n;
+    bool damaged;
+} list_ctx;
+
+static int list_one(const xf_partner *p, const char *load_error, void *arg)
+{
+    list_ctx *l = arg;
+    if (load_error) {
+        fprintf(stderr, "xfedctl: partner %s: damaged record: %s\n", p->domain, load_error);
+        l->damaged = true;
+        return 0;
+    }
+    if (l->arr) {
+        json_array_append_new(l->arr, partner_json(p));
+    } else {
+        if (l->n) printf("\n");
+        partner_print(p);
+    }
+    l->n++;
+    return 0;
+}
+
+static int emit_json(json_t *j)
+{
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(j);
+    if (!s) return EXIT_STORE;
+    puts(s);
+    free(s);
+    return EXIT_COMMITTED;
+}
+
+static int cmd_partner_get(ctl *c, const char *domain, bool json)
+{
+    if (!domain) {
+        list_ctx l = {json ? json_array() : NULL, 0, false};
+        if (xf_store_partner_each(c->store, list_one, &l) != XF_STORE_OK) {
+            fprintf(stderr, "xfedctl: store: %s\n", xf_store_errmsg(c->store));
+            json_decref(l.arr);
+            return EXIT_STORE;
+        }
+        if (json)
+            emit_json(l.arr);
+        else if (l.n == 0)
+            printf("no partners\n");
+        return l.damaged ? EXIT_STORE : EXIT_COMMITTED;
+    }
+    char norm[XF_DOMAIN_MAX + 1], why[300];
+    if (strlen(domain) > XF_DOMAIN_MAX || !xf_domain_normalize(domain, norm, why, sizeof why)) {
+        fprintf(stderr, "xfedctl: %s\n",
+                strlen(domain) > XF_DOMAIN_MAX ? "domain longer than 253 characters" : why);
+        return EXIT_REFUSED;
+    }
+    xf_partner *p = malloc(sizeof *p);
+    xf_store_rc rc = p ? xf_store_partner_get(c->store, norm, p) : XF_STORE_ERROR;
+    int ret = EXIT_COMMITTED;
+    if (rc == XF_STORE_NOTFOUND) {
+        char owner[XF_DOMAIN_MAX + 1];
+        if (xf_store_partner_owner(c->store, norm, owner) == XF_STORE_OK)
+            fprintf(stderr, "xfedctl: no partner '%s': it is an additional domain of '%s'\n", norm,
+                    owner);
+        else
+            fprintf(stderr, "xfedctl: no partner '%s'\n", norm);
+        ret = EXIT_REFUSED;
+    } else if (rc != XF_STORE_OK) {
+        fprintf(stderr, "xfedctl: store: %s\n", p ? xf_store_errmsg(c->store) : "out of memory");
+        ret = EXIT_STORE;
+    } else if (json) {
+        ret = emit_json(partner_json(p));
+    } else {
+        partner_print(p);
+    }
+    free(p);
+    return ret;
+}
+
+static int cmd_partner(ctl *c, int argc, char **argv, const char *store_opt, const char *config_opt)
+{
+    if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
+        fputs(usage_main, argc < 1 ? stderr : stdout);
+        return argc < 1 ? EXIT_USAGE : EXIT_COMMITTED;
+    }
+    const char *verb = argv[0];
+    bool is_new = strcmp(verb, "new") == 0, is_set = strcmp(verb, "set") == 0;
+    bool is_get = strcmp(verb, "get") == 0, is_remove = strcmp(verb, "remove") == 0;
+    if (!is_new && !is_set && !is_get && !is_remove) {
+        fprintf(stderr, "xfedctl: unknown command 'partner %s' (new, set, get, remove)\n", verb);
+        return EXIT_USAGE;
+    }
+    const char *domain = NULL;
+    bool help = false, json = false;
+    partner_edits e = {0};
+    if (is_get || is_remove) {
+        for (int i = 1; i < argc; i++) {
+            if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+                help = true;
+            else if (is_get && strcmp(argv[i], "--json") == 0)
+                json = true;
+            else if (argv[i][0] == '-' || domain) {
+                fprintf(stderr, "xfedctl: unexpected argument '%s'\n", argv[i]);
+                return EXIT_USAGE;
+            } else
+                domain = argv[i];
+        }
+    } else {
+        int rc = parse_partner_opts(argc, argv, is_set, &e, &domain, &help);
+        if (rc != EXIT_COMMITTED) return rc;
+    }
+    if (help) {
+        if (is_new) printf("%s%s", usage_partner_new, partner_options);
+        if (is_set) printf("%s%s%s", usage_partner_set, partner_options, usage_partner_set_extra);
+        if (is_get) fputs(usage_partner_get, stdout);
+        if (is_remove) fputs(usage_partner_remove, stdout);
+        return EXIT_COMMITTED;
+    }
+    if (!domain && !is_get) {
+        fprintf(stderr, "xfedctl: partner %s needs a DOMAIN (see 'xfedctl partner %s --help')\n",
+                verb, verb);
+        return EXIT_USAGE;
+    }
+    if (is_set && e.set == 0 && e.nadd == 0 && e.ndel == 0) {
+        fprintf(stderr, "xfedctl: partner set: nothing to change (see --help)\n");
+        return EXIT_USAGE;
+    }
+    int rc = open_store(c, store_opt, config_opt);
+    if (rc != EXIT_COMMITTED) return rc;
+    if (is_get) return cmd_partner_get(c, domain, json);
+
+    xf_verdict v;
+    xf_verdict_init(&v);
+    char norm[XF_DOMAIN_MAX + 1];
+    if (!lower_domain(domain, norm, "primary domain", &v))
+        return print_verdict(&v, XF_STORE_REFUSED, "the change was");
+
+    if (is_remove) {
+        xf_store_rc r = xf_store_partner_remove(c->store, norm);
+        if (r == XF_STORE_OK) {
+            printf("partner %s removed\n", norm);
+            return EXIT_COMMITTED;
+        }
+        if (r == XF_STORE_NOTFOUND) {
+            fprintf(stderr, "xfedctl: no partner '%s'; nothing was removed\n", norm);
+            return EXIT_REFUSED;
+        }
+        fprintf(stderr, "xfedctl: store: %s\n", xf_store_errmsg(c->store));
+        return EXIT_STORE;
+    }
+    xf_store_rc r = xf_store_partner_commit(c->store, norm, is_new, apply_partner_edits, &e,
+                                            c->locals, c->nlocals, &v);
+    if (r == XF_STORE_ERROR) fprintf(stderr, "xfedctl: store: %s\n", xf_store_errmsg(c->store));
+    if (r == XF_STORE_NOTFOUND) r = XF_STORE_REFUSED;
+    rc = print_verdict(&v, r, is_new ? "the new partner was" : "the change was");
+    if (rc == EXIT_COMMITTED) printf("partner %s committed (matrix row %d)\n", norm, v.row);
+    return rc;
+}
+
+/* ---- gateway commands ------------------------------------------------------ */
+
+typedef struct {
+    bool has[8];
+    uint32_t val[8];
+    const char *passphrase;
+    int log_bodies; /* -1 unset */
+} gateway_edits;
+
+static void apply_gateway_edits(xf_gateway *g, void *arg, xf_verdict *v)
+{
+    const gateway_edits *e = arg;
+    for (size_t i = 0; i < xf_gateway_field_count; i++)
+        if (e->has[i]) *(uint32_t *)((char *)g + xf_gateway_fields[i].offset) = e->val[i];
+    if (e->passphrase) {
+        if (strlen(e->passphrase) > XF_PASSPHRASE_MAX)
+            xf_verdict_add(v, XF_COMMIT_REFUSED, "the dialback passphrase is longer than %d bytes",
+                           XF_PASSPHRASE_MAX);
+        else
+            snprintf(g->dialback_passphrase, sizeof g->dialback_passphrase, "%s", e->passphrase);
+    }
+    if (e->log_bodies >= 0) g->log_message_bodies = e->log_bodies;
+}
+
+static int cmd_gateway(ctl *c, int argc, char **argv, const char *store_opt, const char *config_opt)
+{
+    if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
+        fputs(usage_main, argc < 1 ? stderr : stdout);
+        return argc < 1 ? EXIT_USAGE : EXIT_COMMITTED;
+    }
+    bool is_get = strcmp(argv[0], "get") == 0, is_set = strcmp(argv[0], "set") == 0;
+    if (!is_get && !is_set) {
+        fprintf(stderr, "xfedctl: unknown command 'gateway %s' (get, set)\n", argv[0]);
+        return EXIT_USAGE;
+    }
+    bool json = false;
+    gateway_edits e = {.log_bodies = -1};
+    int changes = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(is_get ? usage_gateway_get : usage_gateway_set, stdout);
+            return EXIT_COMMITTED;
+        }
+        if (is_get && strcmp(a, "--json") == 0) {
+            json = true;
+            continue;
+        }
+        if (!is_set || strncmp(a, "--", 2) != 0) {
+            fprintf(stderr, "xfedctl: unexpected argument '%s'\n", a);
+            return EXIT_USAGE;
+        }
+        const char *name = a + 2, *val = strchr(name, '=');
+        size_t nlen = val ? (size_t)(val - name) : strlen(name);
+        if (val)
+            val++;
+        else if (i + 1 < argc)
+            val = argv[++i];
+        else {
+            fprintf(stderr, "xfedctl: %s needs a value\n", a);
+            return EXIT_USAGE;
+        }
+        bool known = false;
+        for (size_t f = 0; f < xf_gateway_field_count; f++) {
+            if (strlen(xf_gateway_fields[f].name) != nlen ||
+                strncmp(xf_gateway_fields[f].name, name, nlen) != 0)
+                continue;
+            if (!parse_u32(val, &e.val[f])) return bad_value(a, val, "a whole number");
+            e.has[f] = known = true;
+        }
+        if (!known && nlen == 19 && strncmp(name, "dialback-passphrase", nlen) == 0) {
+            e.passphrase = val;
+            known = true;
+        }
+        if (!known && nlen == 18 && strncmp(name, "log-message-bodies", nlen) == 0) {
+            bool b;
+            if (!xf_bool_parse(val, &b)) return bad_value(a, val, "true or false");
+            e.log_bodies = b;
+            known = true;
+        }
+        if (!known) {
+            fprintf(stderr, "xfedctl: unknown option '--%.*s' (see 'xfedctl gateway set --help')\n",
+                    (int)nlen, name);
+            return EXIT_USAGE;
+        }
+        changes++;
+    }
+    if (is_set && changes == 0) {
+        fprintf(stderr, "xfedctl: gateway set: nothing to change (see --help)\n");
+        return EXIT_USAGE;
+    }
+    int rc = open_store(c, store_opt, config_opt);
+    if (rc != EXIT_COMMITTED) return rc;
+    if (is_set) {
+        xf_verdict v;
+        xf_verdict_init(&v);
+        xf_store_rc r = xf_store_gateway_commit(c->store, apply_gateway_edits, &e, &v);
+        if (r == XF_STORE_ERROR) fprintf(stderr, "xfedctl: store: %s\n", xf_store_errmsg(c->store));
+        rc = print_verdict(&v, r, "the change was");
+        if (rc == EXIT_COMMITTED) printf("gateway settings committed\n");
+        return rc;
+    }
+    xf_gateway g;
+    if (xf_store_gateway_get(c->store, &g) != XF_STORE_OK) {
+        fprintf(stderr, "xfedctl: store: %s\n", xf_store_errmsg(c->store));
+        return EXIT_STORE;
+    }
+    if (json) {
+        json_t *j = json_object();
+        for (size_t f = 0; f < xf_gateway_field_count; f++) {
+            char key[64];
+            snprintf(key, sizeof key, "%s", xf_gateway_fields[f].name);
+            for (char *k = key; *k; k++)
+                if (*k == '-') *k = '_';
+            json_object_set_new(
+                j, key,
+                json_integer(*(const uint32_t *)((const char *)&g + xf_gateway_fields[f].offset)));
+        }
+        json_object_set_new(j, "dialback_passphrase_set",
+                            json_boolean(g.dialback_passphrase[0] != '\0'));
+        json_object_set_new(j, "log_message_bodies", json_boolean(g.log_message_bodies));
+        return emit_json(j);
+    }
+    printf("ConnectionLimit            : %u\n", g.connection_limit);
+    printf("PartnerConnectionLimit     : %u\n", g.partner_connection_limit);
+    printf("DialbackPassphrase         : %s\n",
+           g.dialback_passphrase[0] ? "(set)" : "(empty: random per start)");
+    printf("KeepAliveInterval          : %u\n", g.keepalive_interval);
+    printf("StreamEstablishmentTimeout : %u\n", g.stream_establishment_timeout);
+    printf("StreamInactivityTimeout    : %u\n", g.stream_inactivity_timeout);
+    printf("LogMessageBodies           : %s\n", g.log_message_bodies ? "true" : "false");
+    return EXIT_COMMITTED;
+}
+
+int main(int argc, char **argv)
+{
+    /* Global options may stand anywhere; take them out first. */
+    const char *store_opt = NULL, *config_opt = NULL;
+    int n = 0;
+    for (int i = 1; i < argc; i++) {
+        const char **slot = NULL;
+        const char *val = NULL;
+        if (strcmp(argv[i], "--store") == 0 || strcmp(argv[i], "--config") == 0) {
+            slot = argv[i][2] == 's' ? &store_opt : &config_opt;
+            if (i + 1 == argc) {
+                fprintf(stderr, "xfedctl: %s needs a value\n", argv[i]);
+                return EXIT_USAGE;
+            }
+            val = argv[++i];
+        } else if (strncmp(argv[i], "--store=", 8) == 0) {
+            slot = &store_opt, val = argv[i] + 8;
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            slot = &config_opt, val = argv[i] + 9;
+        }
+        if (slot)
+            *slot = val;
+        else
+            argv[++n] = argv[i];
+    }
+    argc = n + 1;
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        fputs(usage_main, stdout);
+        return EXIT_COMMITTED;
+    }
+    ctl c = {0};
+    int rc;
+    if (strcmp(argv[1], "partner") == 0)
+        rc = cmd_partner(&c, argc - 2, argv + 2, store_opt, config_opt);
+    else if (strcmp(argv[1], "gateway") == 0)
+        rc = cmd_gateway(&c, argc - 2, argv + 2, store_opt, config_opt);
+    else {
+        fprintf(stderr, "xfedctl: unknown command '%s' (partner, gateway; see --help)\n", argv[1]);
+        rc = EXIT_USAGE;
+    }
+    xf_store_close(c.store);
+    return rc;
+}
