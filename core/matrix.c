@@ -17,8 +17,8 @@
     "SASL requires TLS: SASL negotiation is required or optional but TLS is not-supported. "       \
     "Set TLS to required or optional, or SASL to not-supported."
 #define MSG_NO_METHOD                                                                              \
-    "SASL or Dialback must be enabled: no authentication method remains. "                         \
-    "Set SASL to required or optional (with TLS), or dialback to true."
+    "SASL or Dialback must be enabled. No authentication method remains: set SASL to required "    \
+    "or optional (with TLS), or dialback to true."
 
 static const xf_matrix_row_t rows[18] = {
     {1, R, R, true, SASL, XF_COMMIT_WARN,

@@ -1,0 +1,28 @@
+# Sourced by demo.sh and test.sh: installs the Debian 12 packages that are
+# missing, and only those, so a second run costs nothing.
+set -euo pipefail
+
+XFED_BUILD_PKGS="build-essential cmake pkg-config git ca-certificates openssl sqlite3
+  liburing-dev libwolfssl-dev libmimalloc-dev libc-ares-dev libsqlite3-dev libinih-dev
+  libjansson-dev libmicrohttpd-dev libexpat1-dev libxml2-dev"
+XFED_TEST_PKGS="clang libclang-rt-14-dev python3"
+
+xfed_install() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends \
+        "${missing[@]}"
+}
+
+xfed_build() { # xfed_build PRESET
+    cmake --preset "$1" >/dev/null
+    cmake --build --preset "$1" -j "$(nproc)"
+}
