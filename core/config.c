@@ -249,9 +249,13 @@ bool xf_config_load(const char *path, xf_config *cfg, char *err, size_t errlen)
     snprintf(cfg->ca_file, sizeof cfg->ca_file, "/etc/ssl/certs/ca-certificates.crt");
 
     parse_ctx c = {.cfg = cfg};
-    const char *slash = strrchr(path, '/');
-    if (slash) snprintf(c.dir, sizeof c.dir, "%.*s", (int)(slash - path), path);
-    if (slash == path) snprintf(c.dir, sizeof c.dir, "/");
+    /* Relative paths in the file are relative to the file's folder, made
+     * absolute so they do not depend on the daemon's working directory. */
+    char abs[PATH_MAX];
+    if (realpath(path, abs)) {
+        char *slash = strrchr(abs, '/');
+        snprintf(c.dir, sizeof c.dir, "%.*s", slash == abs ? 1 : (int)(slash - abs), abs);
+    }
 
     FILE *f = fopen(path, "r");
     if (!f) {
