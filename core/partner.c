@@ -140,7 +140,9 @@ void xf_partner_check(const xf_partner *p, const char *const *locals, size_t nlo
     }
     const xf_matrix_row_t *row = xf_matrix_row(p->tls, p->sasl, p->dialback);
     v->row = row->number;
-    if (row->message) xf_verdict_add(v, row->commit, "%s", row->message);
+    /* A change refused for another reason does not also get the row's note. */
+    if (row->message && (row->commit == XF_COMMIT_REFUSED || v->cls != XF_COMMIT_REFUSED))
+        xf_verdict_add(v, row->commit, "%s", row->message);
 }
 
 void xf_gateway_check(const xf_gateway *g, xf_verdict *v)

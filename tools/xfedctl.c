@@ -366,7 +366,11 @@ static int parse_partner_opts(int argc, char **argv, bool is_set, partner_edits 
         case 'C': e->set |= F_CLEAR; break;
         case 'h': *help = true; return EXIT_COMMITTED;
         default:
-            fprintf(stderr, "xfedctl: unknown or incomplete option '%s'\n", argv[optind - 1]);
+            if (optopt > ' ' && optopt < 127)
+                fprintf(stderr, "xfedctl: unknown option '-%c' or missing value\n", optopt);
+            else
+                fprintf(stderr, "xfedctl: unknown option '%s' or missing value\n",
+                        argv[optind - 1]);
             return EXIT_USAGE;
         }
     }
@@ -565,7 +569,14 @@ static int cmd_partner(ctl *c, int argc, char **argv, const char *store_opt, con
             return EXIT_COMMITTED;
         }
         if (r == XF_STORE_NOTFOUND) {
-            fprintf(stderr, "xfedctl: no partner '%s'; nothing was removed\n", norm);
+            char owner[XF_DOMAIN_MAX + 1];
+            if (xf_store_partner_owner(c->store, norm, owner) == XF_STORE_OK)
+                fprintf(stderr,
+                        "xfedctl: no partner '%s': it is an additional domain of '%s' (use "
+                        "'partner set %s --remove-domain %s'); nothing was removed\n",
+                        norm, owner, owner, norm);
+            else
+                fprintf(stderr, "xfedctl: no partner '%s'; nothing was removed\n", norm);
             return EXIT_REFUSED;
         }
         fprintf(stderr, "xfedctl: store: %s\n", xf_store_errmsg(c->store));
