@@ -84,11 +84,18 @@ static size_t align8(size_t n)
     return (n + 7u) & ~(size_t)7u;
 }
 
+/* The spill buffer holds any unit: a stanza or a stream-level tag. */
+static uint32_t spill_cap(const xf_xml_limits *lim)
+{
+    return lim->stanza_bytes_cap > lim->header_bytes_max ? lim->stanza_bytes_cap
+                                                         : lim->header_bytes_max;
+}
+
 size_t xf_xml_mem_size(const xf_xml_limits *lim)
 {
     return align8(sizeof(xf_xml_elem) * lim->depth_max) +
            align8(sizeof(xf_xml_attr) * lim->attrs_max) + align8(sizeof(xf_xml_ns) * lim->ns_max) +
-           align8(lim->header_bytes_max) + align8(lim->stanza_bytes_cap);
+           align8(lim->header_bytes_max) + align8(spill_cap(lim));
 }
 
 static void state_clear(xf_xml_tok *t)
@@ -181,7 +188,7 @@ void xf_xml_feed(xf_xml_tok *t, const void *chunk, size_t len)
     t->chunk_abs = t->next_abs;
     t->next_abs += (int64_t)len;
     if (t->in_spill) {
-        uint32_t room = t->lim.stanza_bytes_cap - t->end;
+        uint32_t room = spill_cap(&t->lim) - t->end;
         uint32_t n = (uint32_t)len < room ? (uint32_t)len : room;
         memcpy(t->spill + t->end, chunk, n);
         t->spill_at = t->end;
@@ -202,7 +209,7 @@ static void spill_unit(xf_xml_tok *t)
     assert(!t->in_spill);
     assert(t->unit != XF_XML_NONE && t->unit <= t->end);
     uint32_t n = t->end - t->unit;
-    assert(n <= t->lim.stanza_bytes_cap);
+    assert(n <= spill_cap(&t->lim));
     memmove(t->spill, t->buf + t->unit, n);
     t->buf_abs += t->unit;
     t->pos -= t->unit;
@@ -1293,8 +1300,7 @@ st_ws1:
             t->ka_len += p - q;
         }
         if (p >= lim) SUSPEND(ST_WS1);
-        if (b[p] != '<') FAIL(XF_XML_COND_BAD_FORMAT, p, "text at stream level");
-        if (t->ka_len) {
+        if (t->ka_len) { /* report the run before whatever ends it, even an error */
             ev->type = XF_XML_EV_KEEPALIVE;
             ev->offset = (uint64_t)t->ka_abs;
             ev->length = t->ka_len;
@@ -1303,6 +1309,7 @@ st_ws1:
             t->state = ST_WS1;
             return XF_XML_EV_KEEPALIVE;
         }
+        if (b[p] != '<') FAIL(XF_XML_COND_BAD_FORMAT, p, "text at stream level");
         unit_begin(t, p, t->lim.stanza_bytes_max);
         lim = t->lim_pos;
         p++;
