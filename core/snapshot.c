@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,27 +141,30 @@ static char *domain_at(xf_partner *p, uint32_t k)
 
 /* Checks that every domain of p (already copied and lower-cased in place) is
  * valid, distinct and unclaimed. Writes the reason on failure. */
-static bool partner_fits(const xf_snapshot *s, xf_partner *p, const char **why)
+static bool partner_fits(const xf_snapshot *s, xf_partner *p, char *why, size_t whylen)
 {
     if (p->domain_count > XF_PARTNER_DOMAINS_MAX) {
-        *why = "too many additional domains";
+        snprintf(why, whylen, "%u additional domains (at most %d)", p->domain_count,
+                 XF_PARTNER_DOMAINS_MAX);
         return false;
     }
     for (uint32_t k = 0; k <= p->domain_count; k++) {
         char *d = domain_at(p, k);
         size_t len = domain_prepare(d);
         if (len == 0) {
-            *why = "empty or over-long domain";
+            snprintf(why, whylen, "domain %u is empty or longer than %d bytes", k, XF_DOMAIN_MAX);
             return false;
         }
         for (uint32_t j = 0; j < k; j++) {
             if (strcmp(domain_at(p, j), d) == 0) {
-                *why = "a domain is listed twice";
+                snprintf(why, whylen, "domain %s is listed twice", d);
                 return false;
             }
         }
-        if (probe(s, d, len, domain_hash(d, len))->partner != 0) {
-            *why = "a domain belongs to an earlier partner";
+        const slot *sl = probe(s, d, len, domain_hash(d, len));
+        if (sl->partner != 0) {
+            snprintf(why, whylen, "domain %s already belongs to partner %s", d,
+                     s->partners[sl->partner - 1].domain);
             return false;
         }
     }
@@ -211,8 +215,8 @@ xf_snapshot *xf_snapshot_build(const xf_partner *partners, size_t n, uint64_t ve
     for (size_t i = 0; i < n; i++) {
         xf_partner *p = &s->partners[s->count];
         memcpy(p, &partners[i], sizeof *p);
-        const char *why = NULL;
-        if (!partner_fits(s, p, &why)) {
+        char why[2 * XF_DOMAIN_MAX + 64];
+        if (!partner_fits(s, p, why, sizeof why)) {
             xf_log(XF_LOG_ERROR, "partner %.*s skipped: %s", XF_DOMAIN_MAX, partners[i].domain,
                    why);
             continue;
