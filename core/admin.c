@@ -17,7 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define ADMIN_BACKLOG 64
+#define ADMIN_BACKLOG  64
 #define ADMIN_HOST_MAX 64 /* longest numeric address, brackets included */
 
 struct xf_admin {
@@ -133,7 +133,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
-    while (n > 0 && msg[n - 1] == '\n') msg[--n] = '\0';
+    while (n > 0 && msg[n - 1] == '\n')
+        msg[--n] = '\0';
     xf_log(XF_LOG_WARN, "admin listener: %s", msg);
 }
 
@@ -207,8 +208,7 @@ static int listen_on(const char *host, uint16_t port, uint16_t *bound, char *err
     return fd;
 }
 
-xf_admin *xf_admin_start(const char *host, uint16_t port, xf_metrics *m, char *err,
-                         size_t errlen)
+xf_admin *xf_admin_start(const char *host, uint16_t port, xf_metrics *m, char *err, size_t errlen)
 {
     assert(host != NULL);
     assert(m != NULL);

@@ -32,8 +32,7 @@ typedef enum {
 /* Binds host:port (numeric IPv4 or IPv6, brackets optional; port 0 picks a
  * free port) and starts serving `m` (which must outlive the listener). Logs
  * the URL. On failure returns NULL with the reason, naming the address, in err. */
-xf_admin *xf_admin_start(const char *host, uint16_t port, xf_metrics *m, char *err,
-                         size_t errlen);
+xf_admin *xf_admin_start(const char *host, uint16_t port, xf_metrics *m, char *err, size_t errlen);
 /* Stops the thread, closes the socket and frees. NULL is allowed. */
 void xf_admin_stop(xf_admin *a);
 

@@ -119,8 +119,12 @@ static const family_def family_defs[XF_FAMILY_COUNT] = {
                                    {"partner", "method", "result"},
                                    XF_FAMILY_ROWS_MAX,
                                    XF_FAMILY_ROWS_MAX * 80},
-    [XF_FAMILY_STREAMS_CLOSED] = {"xfed_streams_closed_total", "Streams closed, by condition.", 1,
-                                  {"condition"}, 256, 256 * 48},
+    [XF_FAMILY_STREAMS_CLOSED] = {"xfed_streams_closed_total",
+                                  "Streams closed, by condition.",
+                                  1,
+                                  {"condition"},
+                                  256,
+                                  256 * 48},
 };
 
 _Static_assert(XF_METRIC_CORE_COUNT < XF_METRIC_COUNT, "process-wide ids follow per-core ids");
@@ -159,7 +163,8 @@ static uint32_t fnv1a32(const char *s, size_t n)
 static uint32_t pow2_at_least(uint32_t n)
 {
     uint32_t p = 1;
-    while (p < n) p <<= 1;
+    while (p < n)
+        p <<= 1;
     return p;
 }
 
@@ -219,8 +224,10 @@ static bool core_init(xf_core_metrics *cm)
 xf_metrics *xf_metrics_new(unsigned ncores)
 {
     assert(ncores >= 1);
-    for (unsigned i = 0; i < XF_METRIC_COUNT; i++) assert(metric_defs[i].name != NULL);
-    for (unsigned i = 0; i < XF_FAMILY_COUNT; i++) assert(family_defs[i].name != NULL);
+    for (unsigned i = 0; i < XF_METRIC_COUNT; i++)
+        assert(metric_defs[i].name != NULL);
+    for (unsigned i = 0; i < XF_FAMILY_COUNT; i++)
+        assert(family_defs[i].name != NULL);
     xf_metrics *m = aligned_alloc(XF_CACHE_LINE, sizeof *m);
     if (!m) return NULL;
     memset(m, 0, sizeof *m);
@@ -245,7 +252,8 @@ xf_metrics *xf_metrics_new(unsigned ncores)
 void xf_metrics_free(xf_metrics *m)
 {
     if (!m) return;
-    for (unsigned c = 0; c < m->ncores; c++) core_free(&m->cores[c]);
+    for (unsigned c = 0; c < m->ncores; c++)
+        core_free(&m->cores[c]);
     free(m->cores);
     free(m);
 }
@@ -382,7 +390,8 @@ static void put(sink *s, const char *p, size_t n)
 {
     if (s->grow && !s->failed && s->len + n + 1 > s->cap) {
         size_t cap = s->cap ? s->cap : 4096;
-        while (cap < s->len + n + 1) cap *= 2;
+        while (cap < s->len + n + 1)
+            cap *= 2;
         char *nb = realloc(s->buf, cap);
         if (!nb) {
             s->failed = true;
@@ -410,9 +419,12 @@ static void put_escaped(sink *s, const char *p, size_t n, bool quote)
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
         const char *esc = NULL;
-        if (p[i] == '\\') esc = "\\\\";
-        else if (p[i] == '\n') esc = "\\n";
-        else if (quote && p[i] == '"') esc = "\\\"";
+        if (p[i] == '\\')
+            esc = "\\\\";
+        else if (p[i] == '\n')
+            esc = "\\n";
+        else if (quote && p[i] == '"')
+            esc = "\\\"";
         if (!esc) continue;
         put(s, p + start, i - start);
         puts_(s, esc);
@@ -436,8 +448,7 @@ static void put_value(sink *s, const metric_def *d, uint64_t v)
 {
     char num[48];
     if (d->ns_as_seconds)
-        snprintf(num, sizeof num, " %" PRIu64 ".%09" PRIu64 "\n", v / 1000000000u,
-                 v % 1000000000u);
+        snprintf(num, sizeof num, " %" PRIu64 ".%09" PRIu64 "\n", v / 1000000000u, v % 1000000000u);
     else if (d->type == TYPE_GAUGE)
         snprintf(num, sizeof num, " %" PRId64 "\n", (int64_t)v); /* deltas may be negative */
     else
@@ -535,7 +546,8 @@ static bool render_family(const xf_metrics *m, sink *s, unsigned f)
         for (size_t i = 0; i < n;) {
             uint64_t sum = 0;
             size_t j = i;
-            while (j < n && row_sample_cmp(&rows[i], &rows[j]) == 0) sum += rows[j++].value;
+            while (j < n && row_sample_cmp(&rows[i], &rows[j]) == 0)
+                sum += rows[j++].value;
             put_row(s, d, &rows[i], sum);
             i = j;
         }
@@ -547,7 +559,8 @@ static bool render_family(const xf_metrics *m, sink *s, unsigned f)
 static bool render(const xf_metrics *m, sink *s)
 {
     assert(m != NULL);
-    for (unsigned id = 0; id < XF_METRIC_COUNT; id++) render_metric(m, s, id);
+    for (unsigned id = 0; id < XF_METRIC_COUNT; id++)
+        render_metric(m, s, id);
     for (unsigned f = 0; f < XF_FAMILY_COUNT; f++)
         if (!render_family(m, s, f)) return false;
     return !s->failed;

@@ -67,10 +67,10 @@ typedef enum {
     XF_FAMILY_COUNT
 } xf_family;
 
-#define XF_FAMILY_LABELS_MAX   4
-#define XF_FAMILY_ROWS_MAX     4096 /* per family per core */
-#define XF_FAMILY_VALUE_MAX    256  /* bytes of one label value, NUL included */
-#define XF_FAMILY_ROW_NONE     (-1)
+#define XF_FAMILY_LABELS_MAX 4
+#define XF_FAMILY_ROWS_MAX   4096 /* per family per core */
+#define XF_FAMILY_VALUE_MAX  256  /* bytes of one label value, NUL included */
+#define XF_FAMILY_ROW_NONE   (-1)
 
 typedef struct xf_metrics xf_metrics;
 typedef struct xf_family_rows xf_family_rows; /* private: label values, index */

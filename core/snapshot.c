@@ -129,7 +129,8 @@ static size_t domain_prepare(char *d)
 {
     size_t len = strnlen(d, XF_DOMAIN_MAX + 1);
     if (len == 0 || len > XF_DOMAIN_MAX) return 0;
-    for (size_t i = 0; i < len; i++) d[i] = (char)lower((unsigned char)d[i]);
+    for (size_t i = 0; i < len; i++)
+        d[i] = (char)lower((unsigned char)d[i]);
     return len;
 }
 
@@ -192,7 +193,8 @@ static size_t slots_for(const xf_partner *partners, size_t n)
         domains += 1 + (extra <= XF_PARTNER_DOMAINS_MAX ? extra : 0);
     }
     size_t slots = SLOTS_MIN;
-    while (slots < 2 * domains) slots *= 2;
+    while (slots < 2 * domains)
+        slots *= 2;
     return slots;
 }
 
@@ -327,7 +329,7 @@ xf_snapshot *xf_snapshot_load(xf_store *st, const char *const *locals, size_t nl
 
 typedef struct {
     _Alignas(RCU_LINE) _Atomic uint64_t epoch; /* 0 = offline */
-    bool online; /* owner core only, for assertions */
+    bool online;                               /* owner core only, for assertions */
 } rcu_reader;
 
 typedef struct {
@@ -350,8 +352,10 @@ struct xf_rcu {
 
 static void rcu_release(xf_rcu *r, xf_snapshot *s)
 {
-    if (r->free_fn) r->free_fn(s, r->arg);
-    else xf_snapshot_free(s);
+    if (r->free_fn)
+        r->free_fn(s, r->arg);
+    else
+        xf_snapshot_free(s);
 }
 
 xf_rcu *xf_rcu_new(unsigned ncores, xf_rcu_free_fn free_fn, void *arg)
@@ -369,7 +373,8 @@ xf_rcu *xf_rcu_new(unsigned ncores, xf_rcu_free_fn free_fn, void *arg)
     memset(r->readers, 0, sizeof *r->readers * ncores);
     atomic_init(&r->current, NULL);
     atomic_init(&r->epoch, 1); /* 0 means offline in reader slots */
-    for (unsigned c = 0; c < ncores; c++) atomic_init(&r->readers[c].epoch, 0);
+    for (unsigned c = 0; c < ncores; c++)
+        atomic_init(&r->readers[c].epoch, 0);
     r->ncores = ncores;
     r->free_fn = free_fn;
     r->arg = arg;
@@ -381,7 +386,8 @@ void xf_rcu_free(xf_rcu *r)
     if (!r) return;
     for (unsigned c = 0; c < r->ncores; c++)
         assert(atomic_load(&r->readers[c].epoch) == 0); /* every core offline */
-    for (uint32_t i = 0; i < r->retired_count; i++) rcu_release(r, r->retired[i].snapshot);
+    for (uint32_t i = 0; i < r->retired_count; i++)
+        rcu_release(r, r->retired[i].snapshot);
     xf_snapshot *cur = atomic_load(&r->current);
     if (cur) rcu_release(r, cur);
     free(r->readers);
@@ -434,8 +440,10 @@ uint32_t xf_rcu_reclaim(xf_rcu *r)
     }
     uint32_t kept = 0;
     for (uint32_t i = 0; i < r->retired_count; i++) {
-        if (r->retired[i].tag <= min) rcu_release(r, r->retired[i].snapshot);
-        else r->retired[kept++] = r->retired[i];
+        if (r->retired[i].tag <= min)
+            rcu_release(r, r->retired[i].snapshot);
+        else
+            r->retired[kept++] = r->retired[i];
     }
     assert(kept <= r->retired_count);
     r->retired_count = kept;

@@ -20,7 +20,8 @@ static void fill(xf_metrics *m)
             xf_metric_inc(cm, (xf_metric)id, 10 * (id + 1) + c);
         xf_metric_set(cm, XF_METRIC_CPU_NS, 2500000000ull + c);
         const char *routed[] = {"fabrikam.example", c ? "out" : "in"};
-        xf_family_inc(cm, XF_FAMILY_STANZAS_ROUTED, xf_family_row(cm, XF_FAMILY_STANZAS_ROUTED, routed), 7);
+        xf_family_inc(cm, XF_FAMILY_STANZAS_ROUTED,
+                      xf_family_row(cm, XF_FAMILY_STANZAS_ROUTED, routed), 7);
         const char *odd[] = {"quote\"back\\slash\nnewline", "sasl_tls", "ok"};
         xf_family_inc(cm, XF_FAMILY_AUTHENTICATIONS,
                       xf_family_row(cm, XF_FAMILY_AUTHENTICATIONS, odd), 1);
@@ -63,10 +64,14 @@ int main(int argc, char **argv)
     fflush(stdout);
     char line[64];
     while (fgets(line, sizeof line, stdin)) {
-        if (strncmp(line, "ready", 5) == 0) xf_admin_set_health(a, XF_HEALTH_READY);
-        else if (strncmp(line, "starting", 8) == 0) xf_admin_set_health(a, XF_HEALTH_STARTING);
-        else if (strncmp(line, "stopping", 8) == 0) xf_admin_set_health(a, XF_HEALTH_STOPPING);
-        else if (strncmp(line, "quit", 4) == 0) break;
+        if (strncmp(line, "ready", 5) == 0)
+            xf_admin_set_health(a, XF_HEALTH_READY);
+        else if (strncmp(line, "starting", 8) == 0)
+            xf_admin_set_health(a, XF_HEALTH_STARTING);
+        else if (strncmp(line, "stopping", 8) == 0)
+            xf_admin_set_health(a, XF_HEALTH_STOPPING);
+        else if (strncmp(line, "quit", 4) == 0)
+            break;
         printf("ok\n");
         fflush(stdout);
     }

@@ -100,7 +100,8 @@ static void check_unique_lines(const char *text)
         p = nl + 1;
     }
     CHECK(n > 0);
-    for (size_t i = 0; i < n; i++) free(seen[i]);
+    for (size_t i = 0; i < n; i++)
+        free(seen[i]);
     free(seen);
 }
 
@@ -117,7 +118,8 @@ static void test_threads(void)
         args[c] = (writer_arg){m, c};
         pthread_create(&w[c], NULL, writer, &args[c]);
     }
-    for (unsigned c = 0; c < CORES; c++) pthread_join(w[c], NULL);
+    for (unsigned c = 0; c < CORES; c++)
+        pthread_join(w[c], NULL);
     atomic_store(&writers_done, true);
     pthread_join(r, NULL);
     CHECK(atomic_load(&thread_failures) == 0);
@@ -209,9 +211,11 @@ static void test_escaping_and_bounds(void)
 
     char *text = xf_metrics_render_alloc(m, NULL);
     CHECK(text != NULL);
-    CHECK(strstr(text, "\nxfed_authentications_total{partner=\"a\\\"b\\\\c\\nd\",method=\"sasl_tls\","
-                       "result=\"ok\"} 5\n") != NULL);
-    CHECK(strstr(text, "{partner=\"x?y?\",method=\"dialback_tcp\",result=\"failure\"} 1\n") != NULL);
+    CHECK(strstr(text,
+                 "\nxfed_authentications_total{partner=\"a\\\"b\\\\c\\nd\",method=\"sasl_tls\","
+                 "result=\"ok\"} 5\n") != NULL);
+    CHECK(strstr(text, "{partner=\"x?y?\",method=\"dialback_tcp\",result=\"failure\"} 1\n") !=
+          NULL);
     CHECK(strstr(text, "\nxfed_streams_closed_total{condition=\"condition-255\"} 1\n") != NULL);
     CHECK(strstr(text, "condition-256") == NULL);
     CHECK(strstr(text, "\nxfed_metric_rows_refused_total 44\n") != NULL);

@@ -40,8 +40,7 @@ static xf_snapshot *make(uint64_t version)
         xf_partner_defaults(&partners[i], d);
         snprintf(partners[i].description, sizeof partners[i].description, "v=%" PRIu64, version);
         snprintf(partners[i].domains[0], XF_DOMAIN_MAX + 1, "x%u.p%u.example", i, i);
-        snprintf(partners[i].domains[1], XF_DOMAIN_MAX + 1, "v%" PRIu64 ".p%u.example", version,
-                 i);
+        snprintf(partners[i].domains[1], XF_DOMAIN_MAX + 1, "v%" PRIu64 ".p%u.example", version, i);
         partners[i].domain_count = EXTRA;
     }
     xf_snapshot *s = xf_snapshot_build(partners, PARTNERS, version);
@@ -124,7 +123,8 @@ static void test_concurrent(void)
     }
     /* Publishing starts once every reader is inside its loop, and yields
      * after each swap so that readers on this 2-core machine overlap it. */
-    while (atomic_load(&readers_started) < READERS) sched_yield();
+    while (atomic_load(&readers_started) < READERS)
+        sched_yield();
     uint64_t refused = 0;
     for (uint64_t v = 2; v <= PUBLISHES; v++) {
         xf_snapshot *s = make(v);
@@ -163,7 +163,8 @@ static void test_rules(void)
 {
     atomic_store(&built, 0);
     atomic_store(&released, 0);
-    for (size_t i = 0; i < sizeof freed_flag; i++) atomic_store(&freed_flag[i], 0);
+    for (size_t i = 0; i < sizeof freed_flag; i++)
+        atomic_store(&freed_flag[i], 0);
     xf_rcu *r = xf_rcu_new(2, count_free, NULL);
     CHECK(xf_rcu_online(r, 0) == NULL); /* nothing published yet */
     CHECK(xf_rcu_publish(r, make(1)));
@@ -179,7 +180,8 @@ static void test_rules(void)
 
     /* A core that stays online without a quiescent point fills the list. */
     uint64_t v = 3;
-    while (v < 3 + XF_RCU_RETIRE_MAX) CHECK(xf_rcu_publish(r, make(v++)));
+    while (v < 3 + XF_RCU_RETIRE_MAX)
+        CHECK(xf_rcu_publish(r, make(v++)));
     xf_snapshot *extra = make(v);
     CHECK(!xf_rcu_publish(r, extra));
     CHECK(xf_snapshot_version(xf_rcu_current(r)) == v - 1);
@@ -199,7 +201,8 @@ int main(void)
     test_rules();
     atomic_store(&built, 0);
     atomic_store(&released, 0);
-    for (size_t i = 0; i < sizeof freed_flag; i++) atomic_store(&freed_flag[i], 0);
+    for (size_t i = 0; i < sizeof freed_flag; i++)
+        atomic_store(&freed_flag[i], 0);
     test_concurrent();
     return check_report("test_rcu_swap");
 }

@@ -61,7 +61,10 @@ static void test_lookups(void)
     memset(huge, 'a', sizeof huge);
     CHECK(xf_snapshot_find(s, huge, sizeof huge) == NULL);
     /* Non-ASCII bytes are not folded. */
-    CHECK(finds(s, "f\xc3\xa1" "brikam.com", NULL));
+    CHECK(finds(s,
+                "f\xc3\xa1"
+                "brikam.com",
+                NULL));
     xf_snapshot_free(s);
 
     /* An empty snapshot answers every lookup with a miss. */
