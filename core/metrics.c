@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifndef XFED_VERSION
 #define XFED_VERSION "unknown"
@@ -269,6 +270,15 @@ xf_core_metrics *xf_metrics_core(xf_metrics *m, unsigned core)
     assert(m != NULL);
     assert(core < m->ncores);
     return &m->cores[core];
+}
+
+void xf_metrics_sample_cpu(xf_core_metrics *m)
+{
+    assert(m != NULL);
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return; /* keeps the last sample */
+    assert(ts.tv_sec >= 0);
+    xf_metric_set(m, XF_METRIC_CPU_NS, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
 }
 
 static _Atomic uint64_t *process_slot(xf_metrics *m, xf_metric id)

@@ -125,6 +125,11 @@ static inline void xf_family_inc(xf_core_metrics *m, xf_family f, int32_t row, u
                           memory_order_relaxed);
 }
 
+/* Stores the calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID) in
+ * XF_METRIC_CPU_NS of m: a core thread calls it on its own block, now and then
+ * (it is a system call, so not every iteration). */
+void xf_metrics_sample_cpu(xf_core_metrics *m);
+
 /* Lifetime. ncores >= 1. The blocks are preallocated here, families included. */
 xf_metrics *xf_metrics_new(unsigned ncores);
 void xf_metrics_free(xf_metrics *m);

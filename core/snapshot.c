@@ -324,7 +324,10 @@ xf_snapshot *xf_snapshot_load(xf_store *st, const char *const *locals, size_t nl
  * later slot store (quiescent or offline) is a release that the writer's load
  * reads from before it frees. (4) A new snapshot's contents happen-before any
  * reader's use: the exchange releases them, the reader's load acquires them.
- * Stale slot values only delay reclamation, never hasten it.
+ * Stale slot values only delay reclamation, never hasten it. (5) When the
+ * slot already holds e, the reader skips the store: every pointer it holds was
+ * loaded after it announced e, so any snapshot it holds retires with a tag
+ * > e, and reclaim waits for a later (releasing) store to this slot.
  */
 
 typedef struct {
@@ -399,7 +402,9 @@ static const xf_snapshot *rcu_announce(xf_rcu *r, rcu_reader *rd)
 {
     uint64_t e = atomic_load(&r->epoch);
     assert(e != 0);
-    atomic_store(&rd->epoch, e);
+    /* Skipping the store when the slot already says e keeps the common
+     * iteration (no swap since the last one) free of a fence; see (5). */
+    if (atomic_load_explicit(&rd->epoch, memory_order_relaxed) != e) atomic_store(&rd->epoch, e);
     return atomic_load(&r->current);
 }
 

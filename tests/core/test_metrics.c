@@ -224,8 +224,28 @@ static void test_escaping_and_bounds(void)
     xf_metrics_free(m);
 }
 
+/* A core samples its own thread CPU time; it only grows. */
+static void test_cpu_sample(void)
+{
+    xf_metrics *m = xf_metrics_new(1);
+    xf_core_metrics *cm = xf_metrics_core(m, 0);
+    volatile uint64_t spin = 0;
+    for (unsigned i = 0; i < 5000000; i++)
+        spin += i;
+    xf_metrics_sample_cpu(cm);
+    uint64_t first = xf_metrics_get(m, XF_METRIC_CPU_NS);
+    CHECK(first > 0);
+    for (unsigned i = 0; i < 5000000; i++)
+        spin += i;
+    xf_metrics_sample_cpu(cm);
+    CHECK(xf_metrics_get(m, XF_METRIC_CPU_NS) >= first);
+    CHECK(spin > 0);
+    xf_metrics_free(m);
+}
+
 int main(void)
 {
+    test_cpu_sample();
     test_threads();
     test_escaping_and_bounds();
     return check_report("test_metrics");
