@@ -133,6 +133,7 @@ typedef struct xf_xml_elem {
     uint16_t name_len;
     uint16_t colon;   /* prefix length, 0 when unprefixed */
     uint16_t ns_mark; /* namespace stack height before this element */
+    int16_t def_ns;   /* default namespace in effect inside it: stack index or -1 */
 } xf_xml_elem;
 
 typedef struct xf_xml_attr {
@@ -211,6 +212,7 @@ typedef struct xf_xml_tok {
     uint32_t ref_cp;
     uint32_t depth;
     uint32_t nattrs;
+    uint32_t tag_special; /* attributes of the current tag that are prefixed or xmlns */
     uint32_t ns_len, ns_hdr;
     uint32_t name_start, name_colon;
     uint8_t name_first;
