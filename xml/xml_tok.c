@@ -125,6 +125,7 @@ void xf_xml_init(xf_xml_tok *t, const xf_xml_limits *lim, xf_xml_mode mode, void
     assert(lim->stanza_bytes_cap <= XF_XML_BYTES_CAP);
     assert(lim->header_bytes_max <= XF_XML_BYTES_CAP);
     assert(lim->depth_max >= 2 && lim->attrs_max >= 1 && lim->name_bytes_max >= 1);
+    assert(lim->ns_max <= INT16_MAX); /* xf_xml_elem.def_ns */
     assert(mem_len >= xf_xml_mem_size(lim));
     assert(((uintptr_t)mem & 7u) == 0);
     memset(t, 0, sizeof *t);
@@ -283,6 +284,31 @@ static xf_xml_slice loc_slice(const xf_xml_tok *t, const xf_xml_loc *l)
     return s;
 }
 
+/* memcmp(a, b, n) == 0 for the short, variable lengths of names, inline. */
+static inline bool eqn(const void *a, const void *b, uint32_t n)
+{
+    const uint8_t *x = a, *y = b;
+    uint64_t u, v;
+    while (n >= 8) {
+        memcpy(&u, x, 8);
+        memcpy(&v, y, 8);
+        if (u != v) return false;
+        x += 8, y += 8, n -= 8;
+    }
+    if (n >= 4) {
+        uint32_t u4, v4, w4, z4;
+        memcpy(&u4, x, 4);
+        memcpy(&v4, y, 4);
+        memcpy(&w4, x + n - 4, 4);
+        memcpy(&z4, y + n - 4, 4);
+        return u4 == v4 && w4 == z4;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (x[i] != y[i]) return false;
+    }
+    return true;
+}
+
 static const char *ns_base(const xf_xml_tok *t, const xf_xml_ns *n)
 {
     return n->in_hdr ? t->hdr : unit_base(t);
@@ -292,11 +318,11 @@ static int32_t ns_lookup(const xf_xml_tok *t, const char *pfx, uint32_t len)
 {
     for (uint32_t i = t->ns_len; i-- > 0;) {
         const xf_xml_ns *n = &t->ns[i];
-        if (n->prefix_len == len && memcmp(ns_base(t, n) + n->prefix_off, pfx, len) == 0) {
+        if (n->prefix_len == len && eqn(ns_base(t, n) + n->prefix_off, pfx, len)) {
             return (int32_t)i;
         }
     }
-    if (len == 3 && memcmp(pfx, "xml", 3) == 0) return XF_XML_NS_XML;
+    if (len == 3 && eqn(pfx, "xml", 3)) return XF_XML_NS_XML;
     return -1;
 }
 
@@ -331,7 +357,7 @@ static bool ns_same(const xf_xml_tok *t, int32_t a, int32_t b)
     if (a == b) return true;
     ns_uri(t, a, &ua, &la, &ra);
     ns_uri(t, b, &ub, &lb, &rb);
-    if (!ra && !rb) return la == lb && memcmp(ua, ub, la) == 0;
+    if (!ra && !rb) return la == lb && eqn(ua, ub, la);
     xf_xml_dec da, db;
     xf_xml_dec_init(&da, ua, la, XF_XML_DEC_ATTR);
     xf_xml_dec_init(&db, ub, lb, XF_XML_DEC_ATTR);
@@ -368,7 +394,23 @@ static const char *ns_declare(xf_xml_tok *t, const xf_xml_attr *a, const char *u
     return NULL;
 }
 
-static const char *const top_names[] = {"to", "from", "type", "id", "xml:lang", "version"};
+/* Which router attribute a qname is (XF_XML_TA_*), or -1. */
+static int top_attr_index(const char *nm, uint32_t len)
+{
+    switch (len) {
+    case 2:
+        if (nm[0] == 't' && nm[1] == 'o') return XF_XML_TA_TO;
+        if (nm[0] == 'i' && nm[1] == 'd') return XF_XML_TA_ID;
+        return -1;
+    case 4:
+        if (eqn(nm, "from", 4)) return XF_XML_TA_FROM;
+        if (eqn(nm, "type", 4)) return XF_XML_TA_TYPE;
+        return -1;
+    case 7: return eqn(nm, "version", 7) ? XF_XML_TA_VERSION : -1;
+    case 8: return eqn(nm, "xml:lang", 8) ? XF_XML_TA_LANG : -1;
+    default: return -1;
+    }
+}
 
 /* Records the attributes the router reads (stanza element or stream header). */
 static void top_attrs(xf_xml_tok *t, const char *ub)
@@ -381,18 +423,17 @@ static void top_attrs(xf_xml_tok *t, const char *ub)
             continue;
         }
         if (a->decl) continue;
-        for (uint32_t k = 0; k < 6; k++) {
-            size_t n = strlen(top_names[k]);
-            if (a->name_len == n && memcmp(ub + a->name_off, top_names[k], n) == 0) {
-                t->top_attr[k] = (xf_xml_loc){a->val_off, a->val_len, 1};
-                if (a->raw) t->top_flags |= 1u << k;
-            }
+        int k = top_attr_index(ub + a->name_off, a->name_len);
+        if (k >= 0) {
+            t->top_attr[k] = (xf_xml_loc){a->val_off, a->val_len, 1};
+            if (a->raw) t->top_flags |= 1u << k;
         }
     }
 }
 
 /* Namespace processing of a complete start tag: declarations, prefixes, uniqueness. */
-static const char *stag_namespaces(xf_xml_tok *t, const char *ub, int32_t *el_ns, bool *limit)
+static const char *stag_namespaces(xf_xml_tok *t, const char *ub, int32_t *el_ns, int32_t *def,
+                                   bool *limit)
 {
     const char *e;
     for (uint32_t i = 0; i < t->nattrs; i++) {
@@ -411,6 +452,7 @@ static const char *stag_namespaces(xf_xml_tok *t, const char *ub, int32_t *el_ns
             return "too many namespace declarations";
         }
         if ((e = ns_declare(t, a, ub)) != NULL) return e;
+        if (a->decl == 1) *def = (int32_t)t->ns_len - 1;
     }
     const char *en = ub + t->el_off;
     if (t->el_colon) {
@@ -419,7 +461,8 @@ static const char *stag_namespaces(xf_xml_tok *t, const char *ub, int32_t *el_ns
         if (*el_ns == -1) return "undeclared element prefix";
         if (*el_ns >= 0 && t->ns[*el_ns].in_hdr && t->depth > 0) t->top_hdr_used = 1;
     } else {
-        *el_ns = ns_lookup(t, "", 0);
+        *el_ns = *def; /* inherited, or declared on this element */
+        assert(*el_ns == ns_lookup(t, "", 0) || (*el_ns == -1 && ns_lookup(t, "", 0) == -1));
         if (*el_ns >= 0 && t->ns[*el_ns].uri_len == 0) *el_ns = -1; /* xmlns="" */
     }
     for (uint32_t i = 0; i < t->nattrs; i++) {
@@ -434,17 +477,32 @@ static const char *stag_namespaces(xf_xml_tok *t, const char *ub, int32_t *el_ns
         for (uint32_t j = 0; j < i; j++) {
             const xf_xml_attr *b = &t->attrs[j];
             if (a->key == b->key && a->name_len == b->name_len &&
-                memcmp(ub + a->name_off, ub + b->name_off, a->name_len) == 0) {
+                eqn(ub + a->name_off, ub + b->name_off, a->name_len)) {
                 return "duplicate attribute";
             }
             if (a->ns < 0 && a->ns != XF_XML_NS_XML) continue;
             if (b->ns < 0 && b->ns != XF_XML_NS_XML) continue;
             uint32_t la = a->name_len - a->colon - 1u, lb = b->name_len - b->colon - 1u;
             if (la != lb ||
-                memcmp(ub + a->name_off + a->colon + 1, ub + b->name_off + b->colon + 1, la) != 0) {
+                !eqn(ub + a->name_off + a->colon + 1, ub + b->name_off + b->colon + 1, la)) {
                 continue;
             }
             if (ns_same(t, a->ns, b->ns)) return "duplicate attribute after namespace resolution";
+        }
+    }
+    return NULL;
+}
+
+static const char *unique_qnames(const xf_xml_tok *t, const char *ub)
+{
+    for (uint32_t i = 1; i < t->nattrs; i++) {
+        const xf_xml_attr *a = &t->attrs[i];
+        for (uint32_t j = 0; j < i; j++) {
+            const xf_xml_attr *b = &t->attrs[j];
+            if (a->key == b->key && a->name_len == b->name_len &&
+                eqn(ub + a->name_off, ub + b->name_off, a->name_len)) {
+                return "duplicate attribute";
+            }
         }
     }
     return NULL;
@@ -565,12 +623,20 @@ static int finish_stag(xf_xml_tok *t, xf_xml_event *ev, uint32_t p, bool empty)
     uint32_t tag = t->unit + t->tag_rel;
     uint32_t ns_mark = t->ns_len;
     int32_t el_ns = -1;
+    int32_t def = t->depth > 0 ? t->elems[t->depth - 1].def_ns : -1;
     bool limit = false;
     if (t->depth + 1 > t->lim.depth_max) {
         return fail(t, ev, XF_XML_COND_POLICY_VIOLATION, tag, "elements nested too deep");
     }
     if (t->depth == 1) t->top_hdr_used = 0;
-    const char *e = stag_namespaces(t, ub, &el_ns, &limit);
+    const char *e = NULL;
+    if (t->tag_special == 0 && t->el_colon == 0) {
+        /* No declarations, no prefixes: only qname uniqueness and the inherited default. */
+        el_ns = def >= 0 && t->ns[def].uri_len > 0 ? def : -1;
+        e = unique_qnames(t, ub);
+    } else {
+        e = stag_namespaces(t, ub, &el_ns, &def, &limit);
+    }
     if (e != NULL) {
         xf_xml_cond c = limit ? XF_XML_COND_POLICY_VIOLATION : XF_XML_COND_NOT_WELL_FORMED;
         return fail(t, ev, c, tag, e);
@@ -583,6 +649,7 @@ static int finish_stag(xf_xml_tok *t, xf_xml_event *ev, uint32_t p, bool empty)
         el->name_len = (uint16_t)t->el_len;
         el->colon = (uint16_t)t->el_colon;
         el->ns_mark = (uint16_t)ns_mark;
+        el->def_ns = (int16_t)def;
         t->depth = depth + 1;
     }
     if (depth == 0) return root_done(t, ev, p, el_ns, empty);
@@ -833,6 +900,87 @@ bad:
     return -1;
 }
 
+/* A complete, valid UTF-8 character other than U+FFFE/U+FFFF at s (4 bytes readable): its
+ * length, else 0 (then the resumable decoder finds the exact error or waits for input). */
+static inline uint32_t u8_fast(const uint8_t *s)
+{
+    uint8_t c = s[0];
+    if (c < 0xC2) return 0;
+    if (c < 0xE0) return (s[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c < 0xF0) {
+        if ((s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
+        if (c == 0xE0 && s[1] < 0xA0) return 0;
+        if (c == 0xED && s[1] > 0x9F) return 0;
+        if (c == 0xEF && s[1] == 0xBF && s[2] >= 0xBE) return 0;
+        return 3;
+    }
+    if (c < 0xF5) {
+        if ((s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
+        if (c == 0xF0 && s[1] < 0x90) return 0;
+        if (c == 0xF4 && s[1] > 0x8F) return 0;
+        return 4;
+    }
+    return 0;
+}
+
+/* A complete reference at s ('&', n bytes readable): the five entities and character
+ * references of valid characters. Returns its length, else 0 (the resumable path decides). */
+static inline uint32_t ref_fast(const uint8_t *s, uint32_t n)
+{
+    if (n >= 4 && s[2] == 't' && s[3] == ';' && (s[1] == 'l' || s[1] == 'g')) return 4;
+    if (n >= 5 && s[1] == 'a' && s[2] == 'm' && s[3] == 'p' && s[4] == ';') return 5;
+    if (n >= 6 && s[5] == ';') {
+        if (s[1] == 'q' && s[2] == 'u' && s[3] == 'o' && s[4] == 't') return 6;
+        if (s[1] == 'a' && s[2] == 'p' && s[3] == 'o' && s[4] == 's') return 6;
+    }
+    if (n < 4 || s[1] != '#') return 0;
+    uint32_t cp = 0, i = 2;
+    if (s[2] == 'x') {
+        for (i = 3; i < n && i < 10; i++) {
+            uint8_t c = s[i], d;
+            if (c >= '0' && c <= '9') {
+                d = (uint8_t)(c - '0');
+            } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+                d = (uint8_t)((c | 0x20) - 'a' + 10);
+            } else {
+                break;
+            }
+            cp = cp * 16 + d;
+        }
+        if (i == 3) return 0;
+    } else {
+        for (; i < n && i < 9 && s[i] >= '0' && s[i] <= '9'; i++)
+            cp = cp * 10 + (s[i] - '0');
+        if (i == 2) return 0;
+    }
+    if (i >= n || s[i] != ';') return 0;
+    if (cp < 0x20 ? (cp != 9 && cp != 10 && cp != 13) : (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    if (cp == 0xFFFE || cp == 0xFFFF || cp > 0x10FFFF) return 0;
+    return i + 1;
+}
+
+/* The common name: ASCII, at most one colon, wholly in the buffer. Returns its end (the
+ * terminator is at b[end]) and the prefix length in *colon, or 0 for the general path. */
+static inline uint32_t name_fast(const uint8_t *b, uint32_t p, uint32_t lim, uint32_t *colon)
+{
+    uint32_t q = p;
+    *colon = 0;
+    if (q >= lim || !(xf_xml_cls[b[q]] & XF_XML_C_NS)) return 0;
+    q++;
+    while (q < lim && (xf_xml_cls[b[q]] & XF_XML_C_NAME))
+        q++;
+    if (q < lim && b[q] == ':') {
+        *colon = q - p;
+        q++;
+        if (q >= lim || !(xf_xml_cls[b[q]] & XF_XML_C_NS)) return 0;
+        q++;
+        while (q < lim && (xf_xml_cls[b[q]] & XF_XML_C_NAME))
+            q++;
+    }
+    if (q >= lim || b[q] >= 0x80 || b[q] == ':') return 0;
+    return q;
+}
+
 #define SUSPEND(st)                                                                                \
     do {                                                                                           \
         t->state = (st);                                                                           \
@@ -980,9 +1128,19 @@ st_lt:
     FAIL(NWF, p, "invalid character after '<'");
 
 st_stag_name:
+    if (t->name_first && p == t->name_start) {
+        uint32_t colon, q = name_fast(b, p, lim, &colon);
+        if (q != 0) {
+            t->name_colon = colon;
+            t->name_first = 0;
+            p = q;
+            goto stag_name_done;
+        }
+    }
     r = scan_name(t, b, &p, lim);
     if (r == 0) SUSPEND(ST_STAG_NAME);
     if (r < 0) FAIL(NWF, p, "invalid character in element name");
+stag_name_done:
     if (p - t->name_start > t->lim.name_bytes_max) {
         FAIL(XF_XML_COND_POLICY_VIOLATION, t->name_start, "element name too long");
     }
@@ -990,6 +1148,7 @@ st_stag_name:
     t->el_len = p - t->name_start;
     t->el_colon = t->name_colon;
     t->nattrs = 0;
+    t->tag_special = 0;
     t->had_ws = 0;
     goto st_tag;
 
@@ -1004,6 +1163,19 @@ st_tag:
         }
         if (c == '>') {
             p++;
+            /* Fast path: an unprefixed element without attributes inside a stanza needs no
+             * namespace work; it inherits its parent's default namespace. */
+            if (t->nattrs == 0 && t->el_colon == 0 && t->depth >= 2 &&
+                t->depth < t->lim.depth_max) {
+                xf_xml_elem *el = &t->elems[t->depth];
+                el->name_off = t->el_off;
+                el->name_len = (uint16_t)t->el_len;
+                el->colon = 0;
+                el->ns_mark = (uint16_t)t->ns_len;
+                el->def_ns = t->elems[t->depth - 1].def_ns;
+                t->depth++;
+                goto st_text;
+            }
             r = finish_stag(t, ev, p, false);
             if (r != 0) return r;
             goto dispatch;
@@ -1019,22 +1191,43 @@ st_tag:
     }
 
 st_attr_name:
+    if (t->name_first && p == t->name_start) {
+        uint32_t colon, q = name_fast(b, p, lim, &colon);
+        if (q != 0) {
+            t->name_colon = colon;
+            t->name_first = 0;
+            p = q;
+            goto attr_name_done;
+        }
+    }
     r = scan_name(t, b, &p, lim);
     if (r == 0) SUSPEND(ST_ATTR_NAME);
     if (r < 0) FAIL(NWF, p, "invalid character in attribute name");
-    {
-        uint32_t n = p - t->name_start;
-        if (n > t->lim.name_bytes_max) {
-            FAIL(XF_XML_COND_POLICY_VIOLATION, t->name_start, "attribute name too long");
-        }
-        if (t->nattrs >= t->lim.attrs_max) {
-            FAIL(XF_XML_COND_POLICY_VIOLATION, t->name_start, "too many attributes");
-        }
-        xf_xml_attr *a = &t->attrs[t->nattrs];
-        a->name_off = t->name_start - t->unit;
-        a->name_len = (uint16_t)n;
-        a->colon = (uint16_t)t->name_colon;
-        a->key = n ^ ((uint32_t)b[t->name_start] << 16) ^ ((uint32_t)b[p - 1] << 24);
+attr_name_done : {
+    uint32_t n = p - t->name_start;
+    if (n > t->lim.name_bytes_max) {
+        FAIL(XF_XML_COND_POLICY_VIOLATION, t->name_start, "attribute name too long");
+    }
+    if (t->nattrs >= t->lim.attrs_max) {
+        FAIL(XF_XML_COND_POLICY_VIOLATION, t->name_start, "too many attributes");
+    }
+    xf_xml_attr *a = &t->attrs[t->nattrs];
+    a->name_off = t->name_start - t->unit;
+    a->name_len = (uint16_t)n;
+    a->colon = (uint16_t)t->name_colon;
+    a->key = n ^ ((uint32_t)b[t->name_start] << 16) ^ ((uint32_t)b[p - 1] << 24);
+    a->decl = 0;
+    a->ns = -1;
+    if (t->name_colon != 0 || (n == 5 && eqn(b + t->name_start, "xmlns", 5))) {
+        t->tag_special++;
+    }
+}
+    if (lim - p >= 2 && b[p] == '=' && (b[p + 1] == '"' || b[p + 1] == '\'')) { /* name="v" */
+        t->quote = b[p + 1];
+        p += 2;
+        t->val_start = p;
+        t->val_raw = 0;
+        goto st_attr_val;
     }
     goto st_attr_eq;
 
@@ -1083,6 +1276,10 @@ st_attr_val:
         }
         if (c == '&') {
             t->val_raw = 1;
+            if ((r = (int)ref_fast(b + p, lim - p)) != 0) {
+                p += (uint32_t)r;
+                continue;
+            }
             ref_begin(t, ST_ATTR_VAL);
             p++;
             goto st_ref;
@@ -1096,6 +1293,10 @@ st_attr_val:
         }
         if (c < 0x80) { /* the other quote */
             p++;
+            continue;
+        }
+        if (lim - p >= 4 && (r = (int)u8_fast(b + p)) != 0) {
+            p += (uint32_t)r;
             continue;
         }
         goto st_attr_u8;
@@ -1117,6 +1318,9 @@ st_empty:
     if (p >= lim) SUSPEND(ST_EMPTY);
     if (b[p] != '>') FAIL(NWF, p, "expected '>' after '/'");
     p++;
+    if (t->nattrs == 0 && t->el_colon == 0 && t->depth >= 2 && t->depth < t->lim.depth_max) {
+        goto st_text; /* as above, and nothing to push */
+    }
     r = finish_stag(t, ev, p, true);
     if (r != 0) return r;
     goto dispatch;
@@ -1128,7 +1332,7 @@ st_etag:
         const uint8_t *nm = (const uint8_t *)(t->depth == 1 ? t->hdr : (const char *)b + t->unit);
         nm += el->name_off;
         uint32_t k = t->etag_k, n = el->name_len;
-        if (k == 0 && lim - p >= n && memcmp(b + p, nm, n) == 0) {
+        if (k == 0 && lim - p >= n && eqn(b + p, nm, n)) {
             p += n;
             goto st_etag_ws;
         }
@@ -1195,6 +1399,10 @@ st_cdata:
             p++;
             continue;
         }
+        if (lim - p >= 4 && (r = (int)u8_fast(b + p)) != 0) {
+            p += (uint32_t)r;
+            continue;
+        }
         goto st_cdata_u8;
     }
 
@@ -1242,6 +1450,10 @@ st_text:
         if (c == ']') goto st_text_br;
         t->brk = 0;
         if (c == '&') {
+            if ((r = (int)ref_fast(b + p, lim - p)) != 0) {
+                p += (uint32_t)r;
+                continue;
+            }
             ref_begin(t, ST_TEXT);
             p++;
             goto st_ref;
@@ -1249,6 +1461,10 @@ st_text:
         if (c < 0x20) {
             if (!ctrl_ok(c)) FAIL(NWF, p, "control character");
             p++;
+            continue;
+        }
+        if (lim - p >= 4 && (r = (int)u8_fast(b + p)) != 0) {
+            p += (uint32_t)r;
             continue;
         }
         goto st_text_u8;
