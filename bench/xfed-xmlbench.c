@@ -2,7 +2,7 @@
  * one deterministic, realistic XMPP server-to-server stream, in the same run.
  *
  *   xfed-xmlbench [-n STANZAS] [-r REPEATS] [-c CHUNK] [-q] [-p]
- *   (-p: xfed alone, for profiling)
+ *   (-p: xfed alone, for profiling; -o FILE: also write the stream to FILE)
  *
  * The stream mixes presence (~150 B), messages (250-400 B, bodies with some non-ASCII text and
  * entities) and iq stanzas with nested payloads of 2-8 KB (roster, disco, pubsub). Each parser
@@ -327,6 +327,7 @@ int main(int argc, char **argv)
 {
     long stanzas = 6000;
     int repeats = 9, quiet = 0, profile = 0;
+    const char *dump = NULL;
     size_t chunk = 512;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-n") == 0 && i + 1 < argc) {
@@ -335,6 +336,8 @@ int main(int argc, char **argv)
             repeats = atoi(argv[++i]);
         } else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
             chunk = (size_t)atol(argv[++i]);
+        } else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) { /* write the stream */
+            dump = argv[++i];
         } else if (strcmp(argv[i], "-p") == 0) { /* profile xfed alone, whole then chunked */
             profile = 1;
         } else if (strcmp(argv[i], "-q") == 0) {
@@ -349,6 +352,10 @@ int main(int argc, char **argv)
     gen g = {NULL, 0, 0, 0x5eed, 0};
     generate(&g, stanzas);
     size_t len = g.len;
+    if (dump != NULL) {
+        FILE *f = fopen(dump, "wb");
+        if (f == NULL || fwrite(g.buf, 1, len, f) != len || fclose(f) != 0) return 1;
+    }
     if (!quiet) {
         printf("stream: %zu bytes, %ld stanzas (%.0f B/stanza), chunk %zu B, best of %d\n", len,
                g.stanzas, (double)len / (double)g.stanzas, chunk, repeats);

@@ -3,6 +3,11 @@
  * and byte by byte. Each chunk lives in its own heap block freed right after the tokenizer
  * returns NONE, so ASan sees any read past or after a chunk.
  *
+ * In stream mode every stanza is also re-serialised (xml_ser.h), stamped with a 'from' and
+ * with <status/> children dropped; the output must be well-formed under a stream header that
+ * declares nothing but the stream prefix, must need no further re-serialisation, and must
+ * re-serialise to itself.
+ *
  * Input: byte 0 picks the mode and limits, bytes 1..8 seed the chunk sizes, the rest is the
  * stream.
  */
@@ -11,7 +16,67 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "xml_ser.h"
 #include "xml_trace.h"
+
+#define PLAIN_HDR                                                                                  \
+    "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>"
+
+/* Re-serialise a stanza; returns its length or -1. */
+static long reser_one(const xf_xml_tok *t, const xf_xml_stanza *s, const xf_xml_ser_opts *o,
+                      char *out, size_t cap)
+{
+    return xf_xml_reserialize(t, s, o, out, cap);
+}
+
+static char *second_out;
+static long second_len;
+
+static void second_hook(const xf_xml_tok *t, const xf_xml_stanza *s)
+{
+    static char buf[1 << 16];
+    second_len = reser_one(t, s, NULL, buf, sizeof buf);
+    second_out = buf;
+}
+
+static void check_reserialized(const char *out, size_t n)
+{
+    static char doc[(1 << 18) + 128];
+    size_t h = sizeof PLAIN_HDR - 1;
+    if (n + h > sizeof doc) return;
+    memcpy(doc, PLAIN_HDR, h);
+    memcpy(doc + h, out, n);
+    xf_xml_limits lim;
+    xf_xml_limits_default(&lim);
+    lim.stanza_bytes_max = lim.stanza_bytes_cap = 1u << 18;
+    xt_buf w = {0};
+    second_out = NULL;
+    xt_stanza_hook = second_hook;
+    int rc = xt_run(&lim, XF_XML_STREAM, doc, n + h, xt_whole, NULL, &w);
+    xt_stanza_hook = NULL;
+    int one = 0;
+    for (const char *p = w.s; (p = strstr(p, "\nS ")) != NULL; p++)
+        one++;
+    if (rc != 0 || strstr(w.s, "\nX ") != NULL || one != 1 || strstr(w.s, "reser=1") != NULL ||
+        second_out == NULL || second_len != (long)n || memcmp(second_out, out, n) != 0) {
+        fprintf(stderr, "re-serialised stanza:\n%.*s\ntrace:\n%s\nagain:\n%.*s\n", (int)n, out, w.s,
+                second_out ? (int)second_len : 0, second_out ? second_out : "");
+        abort();
+    }
+    xt_free(&w);
+}
+
+static void stanza_hook(const xf_xml_tok *t, const xf_xml_stanza *s)
+{
+    static char out[1 << 18];
+    static const xf_xml_ser_opts opts[2] = {{{NULL, 0}, NULL, NULL},
+                                            {{"me@x.example/r&\"<", 17}, "status", NULL}};
+    for (int i = 0; i < 2; i++) {
+        long n = reser_one(t, s, &opts[i], out, sizeof out);
+        if (n < 0) continue; /* larger than the buffer or the bounds: reported, not an error */
+        check_reserialized(out, (size_t)n);
+    }
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -35,7 +100,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     xf_xml_mode mode = (cfg & 1) ? XF_XML_STREAM : XF_XML_DOCUMENT;
     xt_buf whole = {0}, chunked = {0}, bytes = {0};
-    if (xt_run(&lim, mode, in, len, xt_whole, NULL, &whole) != 0) {
+    xt_stanza_hook = mode == XF_XML_STREAM ? stanza_hook : NULL;
+    int rc = xt_run(&lim, mode, in, len, xt_whole, NULL, &whole);
+    xt_stanza_hook = NULL;
+    if (rc != 0) {
         fprintf(stderr, "whole-input invariant failed:\n%s\n", whole.s);
         abort();
     }

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+void (*xt_stanza_hook)(const xf_xml_tok *t, const xf_xml_stanza *s);
+
 static void put(xt_buf *b, const char *s, size_t n)
 {
     if (b->len + n + 1 > b->cap) {
@@ -153,6 +155,7 @@ static int record(const char *in, size_t len, const xf_xml_tok *t, const xf_xml_
         put_slice(out, "id", s->id);
         put_slice(out, "lang", s->lang);
         putf(out, " flags=%x reser=%d\n", s->flags, s->needs_reserialize);
+        if (xt_stanza_hook != NULL) xt_stanza_hook(t, s);
         if (s->bytes.len != ev->length) return -1;
         return check_range(in, len, ev->offset, s->bytes, out);
     }

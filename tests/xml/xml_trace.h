@@ -36,4 +36,7 @@ size_t xt_random(void *ctx, size_t remaining);
 
 void xt_free(xt_buf *b);
 
+/* Called for every STANZA event before the next xf_xml_next call (NULL: none). */
+extern void (*xt_stanza_hook)(const xf_xml_tok *t, const xf_xml_stanza *s);
+
 #endif
