@@ -42,17 +42,17 @@ static const char *stream_valid[] = {
         "<iq type='get' id='i1'><query xmlns='jabber:iq:roster'><item jid='x@y' "
         "name='&#x3C;x&#62;'/></query></iq><presence/>"
         "<message><body><![CDATA[<not a tag> ]] ]]]></body></message>  </stream:stream>",
-    "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
-    "version='1.0'><presence xmlns:p='urn:p' p:x='1' xml:lang='de'><p:status>x</p:status>"
-    "</presence >   <iq id='a\tb&amp;'\n type = \"set\" ><q xmlns='urn:q'><r/></q></iq>",
-    "\xef\xbb\xbf<?xml version=\"1.0\" encoding=\"UTF-8\" standalone='yes' ?>"
-    "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:server'/>",
+    ("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
+     "version='1.0'><presence xmlns:p='urn:p' p:x='1' xml:lang='de'><p:status>x</p:status>"
+     "</presence >   <iq id='a\tb&amp;'\n type = \"set\" ><q xmlns='urn:q'><r/></q></iq>"),
+    ("\xef\xbb\xbf<?xml version=\"1.0\" encoding=\"UTF-8\" standalone='yes' ?>"
+     "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:server'/>"),
 };
 
 static const char *doc_valid[] = {
     "<a/>",
-    "<?xml version='1.0' encoding='utf-8'?>\n<root xml:lang='fr'>t&amp;t<x:y "
-    "xmlns:x='u'/><![CDATA[]]>\r\n<b c='>'/></root>\n  ",
+    ("<?xml version='1.0' encoding='utf-8'?>\n<root xml:lang='fr'>t&amp;t<x:y "
+     "xmlns:x='u'/><![CDATA[]]>\r\n<b c='>'/></root>\n  "),
     "<a xmlns:p='u' xmlns:q='v' p:x='1' q:x='2' x='3'><p:a xmlns:p='w' p:x=''/></a>",
     "<a xmlns='u'><b xmlns=''/></a>",
     "<\xc3\xa9l\xc3\xa9ment \xe4\xb8\xad='1'>\xe4\xb8\xad</\xc3\xa9l\xc3\xa9ment>",
