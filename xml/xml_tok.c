@@ -981,6 +981,9 @@ static inline uint32_t name_fast(const uint8_t *b, uint32_t p, uint32_t lim, uin
     return q;
 }
 
+#define LIKELY(x)   __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+
 #define SUSPEND(st)                                                                                \
     do {                                                                                           \
         t->state = (st);                                                                           \
@@ -1042,7 +1045,7 @@ dispatch:
     }
 
 st_start:
-    if (p >= lim) SUSPEND(ST_START);
+    if (UNLIKELY(p >= lim)) SUSPEND(ST_START);
     if (t->bom_k < 3 && (t->bom_k > 0 || b[p] == 0xEF)) {
         static const uint8_t bom[3] = {0xEF, 0xBB, 0xBF};
         if (b[p] != bom[t->bom_k]) FAIL(NWF, p, "invalid UTF-8");
@@ -1062,7 +1065,7 @@ st_start:
 
 st_prolog:
     for (;;) {
-        if (p >= lim) SUSPEND(ST_PROLOG);
+        if (UNLIKELY(p >= lim)) SUSPEND(ST_PROLOG);
         c = b[p];
         if (is_ws(c)) {
             p++;
@@ -1077,7 +1080,7 @@ st_prolog:
 
 st_decl:
     for (;;) {
-        if (p >= lim) SUSPEND(ST_DECL);
+        if (UNLIKELY(p >= lim)) SUSPEND(ST_DECL);
         c = b[p++];
         if (c == '>' && t->k) break;
         t->k = c == '?';
@@ -1096,7 +1099,7 @@ st_decl:
     }
 
 st_lt:
-    if (p >= lim) SUSPEND(ST_LT);
+    if (UNLIKELY(p >= lim)) SUSPEND(ST_LT);
     c = b[p];
     t->tag_rel = p - 1 - t->unit;
     if ((xf_xml_cls[c] & XF_XML_C_NS) || c >= 0x80) {
@@ -1154,7 +1157,7 @@ stag_name_done:
 
 st_tag:
     for (;;) {
-        if (p >= lim) SUSPEND(ST_TAG);
+        if (UNLIKELY(p >= lim)) SUSPEND(ST_TAG);
         c = b[p];
         if (is_ws(c)) {
             t->had_ws = 1;
@@ -1233,7 +1236,7 @@ attr_name_done : {
 
 st_attr_eq:
     for (;;) {
-        if (p >= lim) SUSPEND(ST_ATTR_EQ);
+        if (UNLIKELY(p >= lim)) SUSPEND(ST_ATTR_EQ);
         c = b[p];
         if (is_ws(c)) {
             p++;
@@ -1246,7 +1249,7 @@ st_attr_eq:
 
 st_attr_q:
     for (;;) {
-        if (p >= lim) SUSPEND(ST_ATTR_Q);
+        if (UNLIKELY(p >= lim)) SUSPEND(ST_ATTR_Q);
         c = b[p];
         if (is_ws(c)) {
             p++;
@@ -1263,7 +1266,7 @@ st_attr_q:
 st_attr_val:
     for (;;) {
         p = xf_xml_scan_av(b, p, lim, t->quote);
-        if (p >= lim) SUSPEND(ST_ATTR_VAL);
+        if (UNLIKELY(p >= lim)) SUSPEND(ST_ATTR_VAL);
         c = b[p];
         if (c == t->quote) {
             xf_xml_attr *a = &t->attrs[t->nattrs++];
@@ -1304,7 +1307,7 @@ st_attr_val:
 
 st_attr_u8:
     for (;;) {
-        if (p >= lim) SUSPEND(ST_ATTR_U8);
+        if (UNLIKELY(p >= lim)) SUSPEND(ST_ATTR_U8);
         r = xf_xml_u8_step(&t->u8, b[p]);
         if (r < 0) FAIL(NWF, p, "invalid UTF-8");
         p++;
@@ -1315,7 +1318,7 @@ st_attr_u8:
     }
 
 st_empty:
-    if (p >= lim) SUSPEND(ST_EMPTY);
+    if (UNLIKELY(p >= lim)) SUSPEND(ST_EMPTY);
     if (b[p] != '>') FAIL(NWF, p, "expected '>' after '/'");
     p++;
     if (t->nattrs == 0 && t->el_colon == 0 && t->depth >= 2 && t->depth < t->lim.depth_max) {
@@ -1348,7 +1351,7 @@ st_etag:
 
 st_etag_ws:
     for (;;) {
-        if (p >= lim) SUSPEND(ST_ETAG_WS);
+        if (UNLIKELY(p >= lim)) SUSPEND(ST_ETAG_WS);
         c = b[p];
         if (is_ws(c)) {
             p++;
@@ -1362,7 +1365,7 @@ st_etag_ws:
     }
 
 st_bang:
-    if (p >= lim) SUSPEND(ST_BANG);
+    if (UNLIKELY(p >= lim)) SUSPEND(ST_BANG);
     c = b[p];
     if (c == '-') FAIL(XF_XML_COND_RESTRICTED_XML, p - 2, "comment");
     if (c == 'D') FAIL(XF_XML_COND_RESTRICTED_XML, p - 2, "document type declaration");
@@ -1375,7 +1378,7 @@ st_bang:
 
 st_cdata_open:
     while (t->k < 7) {
-        if (p >= lim) SUSPEND(ST_CDATA_OPEN);
+        if (UNLIKELY(p >= lim)) SUSPEND(ST_CDATA_OPEN);
         if (b[p] != (uint8_t) "[CDATA["[t->k]) FAIL(NWF, p, "invalid CDATA section");
         p++;
         t->k++;
@@ -1391,7 +1394,7 @@ st_cdata_open:
 st_cdata:
     for (;;) {
         p = xf_xml_scan_cd(b, p, lim);
-        if (p >= lim) SUSPEND(ST_CDATA);
+        if (UNLIKELY(p >= lim)) SUSPEND(ST_CDATA);
         c = b[p];
         if (c == ']') goto st_cdata_br;
         if (c < 0x20) {
@@ -1411,7 +1414,7 @@ st_cdata_br:
         if (t->brk < 2) t->brk++;
         p++;
     }
-    if (p >= lim) SUSPEND(ST_CDATA_BR);
+    if (UNLIKELY(p >= lim)) SUSPEND(ST_CDATA_BR);
     if (b[p] == '>' && t->brk == 2) {
         t->brk = 0;
         p++;
@@ -1422,7 +1425,7 @@ st_cdata_br:
 
 st_cdata_u8:
     for (;;) {
-        if (p >= lim) SUSPEND(ST_CDATA_U8);
+        if (UNLIKELY(p >= lim)) SUSPEND(ST_CDATA_U8);
         r = xf_xml_u8_step(&t->u8, b[p]);
         if (r < 0) FAIL(NWF, p, "invalid UTF-8");
         p++;
@@ -1437,7 +1440,7 @@ st_text:
         uint32_t q = xf_xml_scan_text(b, p, lim);
         if (q != p) t->brk = 0;
         p = q;
-        if (p >= lim) SUSPEND(ST_TEXT);
+        if (UNLIKELY(p >= lim)) SUSPEND(ST_TEXT);
         c = b[p];
         if (c == '<') {
             if (t->depth == 1) {
@@ -1475,14 +1478,14 @@ st_text_br:
         if (t->brk < 2) t->brk++;
         p++;
     }
-    if (p >= lim) SUSPEND(ST_TEXT_BR);
+    if (UNLIKELY(p >= lim)) SUSPEND(ST_TEXT_BR);
     if (b[p] == '>' && t->brk == 2) FAIL(NWF, p, "']]>' in character data");
     t->brk = 0;
     goto st_text;
 
 st_text_u8:
     for (;;) {
-        if (p >= lim) SUSPEND(ST_TEXT_U8);
+        if (UNLIKELY(p >= lim)) SUSPEND(ST_TEXT_U8);
         r = xf_xml_u8_step(&t->u8, b[p]);
         if (r < 0) FAIL(NWF, p, "invalid UTF-8");
         p++;
@@ -1494,7 +1497,7 @@ st_text_u8:
 
 st_ref:
     for (;;) {
-        if (p >= lim) SUSPEND(ST_REF);
+        if (UNLIKELY(p >= lim)) SUSPEND(ST_REF);
         r = ref_step(t, b[p]);
         if (r == REF_BAD) FAIL(NWF, p, "invalid reference");
         if (r == REF_RESTRICTED) {
@@ -1515,7 +1518,7 @@ st_ws1:
             if (t->ka_len == 0) t->ka_abs = t->buf_abs + q;
             t->ka_len += p - q;
         }
-        if (p >= lim) SUSPEND(ST_WS1);
+        if (UNLIKELY(p >= lim)) SUSPEND(ST_WS1);
         if (t->ka_len) { /* report the run before whatever ends it, even an error */
             ev->type = XF_XML_EV_KEEPALIVE;
             ev->offset = (uint64_t)t->ka_abs;
