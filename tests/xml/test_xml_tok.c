@@ -382,6 +382,26 @@ static void test_limits(void)
               "name %d: %.60s", 1024 + over, w.s);
         xt_free(&w);
     }
+    /* Namespace declarations in scope (here 4), and the stream header size (4 KiB). */
+    xf_xml_limits small = lim;
+    small.ns_max = 4;
+    const char *ns5 = "<a xmlns:a='1' xmlns:b='2'><b xmlns:c='3' xmlns:d='4' xmlns:e='5'/></a>";
+    const char *ns4 = "<a xmlns:a='1' xmlns:b='2'><b xmlns:c='3' xmlns:d='4'/><c xmlns:e='5'/></a>";
+    xt_buf w = {0};
+    xt_run(&small, D, ns5, strlen(ns5), xt_whole, NULL, &w);
+    CHECK(strstr(w.s, "X policy-violation 27 too many namespace declarations") != NULL, "ns: %s",
+          w.s);
+    xt_free(&w);
+    xt_run(&small, D, ns4, strlen(ns4), xt_whole, NULL, &w);
+    CHECK(strstr(w.s, "OK") != NULL, "ns in scope are popped: %s", w.s);
+    xt_free(&w);
+    n = (size_t)sprintf(s, "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' id='");
+    memset(s + n, 'i', 4096);
+    n += 4096;
+    n += (size_t)sprintf(s + n, "'>");
+    equivalence(&lim, S, s, n, &w);
+    CHECK(strstr(w.s, "X policy-violation 4096 stream header too big") != NULL, "header: %s", w.s);
+    xt_free(&w);
     free(s);
 }
 
