@@ -1166,10 +1166,14 @@ st_tag:
         }
         if (c == '>') {
             p++;
-            /* Fast path: an unprefixed element without attributes inside a stanza needs no
-             * namespace work; it inherits its parent's default namespace. */
-            if (t->nattrs == 0 && t->el_colon == 0 && t->depth >= 2 &&
+            /* Fast path: inside a stanza, an unprefixed element whose attributes are neither
+             * prefixed nor declarations needs no namespace work (it inherits its parent's
+             * default namespace), only the qname uniqueness check. */
+            if (t->tag_special == 0 && t->el_colon == 0 && t->depth >= 2 &&
                 t->depth < t->lim.depth_max) {
+                if (t->nattrs > 1 && unique_qnames(t, (const char *)b + t->unit) != NULL) {
+                    FAIL(NWF, t->unit + t->tag_rel, "duplicate attribute");
+                }
                 xf_xml_elem *el = &t->elems[t->depth];
                 el->name_off = t->el_off;
                 el->name_len = (uint16_t)t->el_len;
@@ -1321,7 +1325,10 @@ st_empty:
     if (UNLIKELY(p >= lim)) SUSPEND(ST_EMPTY);
     if (b[p] != '>') FAIL(NWF, p, "expected '>' after '/'");
     p++;
-    if (t->nattrs == 0 && t->el_colon == 0 && t->depth >= 2 && t->depth < t->lim.depth_max) {
+    if (t->tag_special == 0 && t->el_colon == 0 && t->depth >= 2 && t->depth < t->lim.depth_max) {
+        if (t->nattrs > 1 && unique_qnames(t, (const char *)b + t->unit) != NULL) {
+            FAIL(NWF, t->unit + t->tag_rel, "duplicate attribute");
+        }
         goto st_text; /* as above, and nothing to push */
     }
     r = finish_stag(t, ev, p, true);

@@ -153,6 +153,9 @@ static const fail_case fails[] = {
     {S, HDR " <![CDATA[x]]>", XF_XML_COND_BAD_FORMAT, 209, "CDATA at stream level"},
     {S, HDR "<message><body>x</message>", NWF, 226, "stanza end tag"},
     {S, HDR "</stream:stream><message/>", NWF, 224, "content after the stream"},
+    {S, HDR "<message><x a='1' b='2' a='3'/></message>", NWF, 217, "uniqueness inside a stanza"},
+    {S, HDR "<message><x a='1' b='2' a='3'></x></message>", NWF, 217, "uniqueness, element"},
+    {S, HDR "<message a='1' b='2' a='3'/>", NWF, 208, "uniqueness on the stanza element"},
 };
 
 /* Runs one input whole, split at every point, and byte by byte; all traces must agree. */
