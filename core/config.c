@@ -53,9 +53,9 @@ bool xf_hostport_parse(const char *s, uint16_t default_port, xf_hostport *out)
         char *end;
         errno = 0;
         p = strtol(port, &end, 10);
-        if (*port == '\0' || *end != '\0' || errno || p < 1 || p > 65535) return false;
+        /* Port 0 = any free port (tests use it for the admin listener). */
+        if (*port == '\0' || *end != '\0' || errno || p < 0 || p > 65535) return false;
     }
-    if (p == 0) return false;
     snprintf(out->host, sizeof out->host, "%s", host);
     out->port = (uint16_t)p;
     return true;
