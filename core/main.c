@@ -20,6 +20,7 @@
 #include "snapshot.h"
 #include "store.h"
 #include "tls_cert.h"
+#include "verify.h"
 
 #include <getopt.h>
 #include <pthread.h>
@@ -106,6 +107,25 @@ static void free_snapshot(xf_snapshot *s, void *arg)
     xf_snapshot_free(s);
 }
 
+/* Per-thread set-up of the runtime's threads: the verification thread gets
+ * its request table. */
+static void shard_start(xf_shard *s)
+{
+    if (xf_shard_id(s) == xf_rt_verify_id(xf_shard_rt(s))) xf_verify_start(s);
+}
+
+static void shard_stop(xf_shard *s)
+{
+    if (xf_shard_id(s) == xf_rt_verify_id(xf_shard_rt(s))) xf_verify_stop(s);
+}
+
+static void runtime_hooks(xf_rt_config *rc)
+{
+    rc->on_verify_msg = xf_verify_on_msg;
+    rc->on_shard_start = shard_start;
+    rc->on_shard_stop = shard_stop;
+}
+
 static sigset_t control_signals(void)
 {
     /* Signals are taken synchronously by the control thread; every thread
@@ -151,6 +171,7 @@ static int run_relay(const char *spec, uint32_t threads, const char *admin, uint
     xf_rt_config_defaults(&rc);
     if (threads) rc.shards = threads;
     if (bufs) rc.recv_buffers = bufs;
+    runtime_hooks(&rc);
     xf_relay_listen(&rc, &relay, (struct sockaddr *)&la, llen);
     xf_metrics *m = xf_metrics_new(rc.shards + 1);
     rc.metrics = m;
@@ -247,6 +268,7 @@ int main(int argc, char **argv)
     xf_rt_config rc;
     xf_rt_config_defaults(&rc);
     rc.shards = cfg.threads;
+    runtime_hooks(&rc);
     xf_metrics *m = xf_metrics_new(rc.shards + 1);
     xf_rcu *rcu = xf_rcu_new(rc.shards + 1, free_snapshot, NULL);
     rc.metrics = m;

@@ -84,12 +84,13 @@ typedef struct {
     uint32_t shutdown_ms;      /* graceful drain deadline */
     xf_listen_spec listen[XF_LISTENERS_MAX];
     uint32_t listen_count;
-    xf_msg_fn on_msg;        /* messages to core shards */
-    xf_msg_fn on_verify_msg; /* messages to the verification thread */
-    void (*on_shard_start)(xf_shard *s);
-    void *app;                  /* the application's context, xf_rt_app() */
-    struct xf_metrics *metrics; /* shards + 1 core blocks (the last: verification) */
-    struct xf_rcu *rcu;         /* partner snapshots, shards + 1 reader slots */
+    xf_msg_fn on_msg;                    /* messages to core shards */
+    xf_msg_fn on_verify_msg;             /* messages to the verification thread */
+    void (*on_shard_start)(xf_shard *s); /* on the shard's thread, before its loop */
+    void (*on_shard_stop)(xf_shard *s);  /* on the shard's thread, after its loop */
+    void *app;                           /* the application's context, xf_rt_app() */
+    struct xf_metrics *metrics;          /* shards + 1 core blocks (the last: verification) */
+    struct xf_rcu *rcu;                  /* partner snapshots, shards + 1 reader slots */
 } xf_rt_config;
 
 /* Defaults for a config: one shard per online CPU, 20000 connections per

@@ -850,6 +850,7 @@ static void *shard_main(void *arg)
         xf_bufring_publish(&s->bufs);
     }
     if (rt->cfg.rcu) xf_rcu_offline(rt->cfg.rcu, s->id);
+    if (rt->cfg.on_shard_stop) rt->cfg.on_shard_stop(s);
     xf_bufring_free(&s->ring, &s->bufs);
     io_uring_queue_exit(&s->ring);
     s->ring.ring_fd = -1;

@@ -81,7 +81,7 @@ class DaemonTest(unittest.TestCase):
         self.store = os.path.join(d, "xfed.db")
         self.config = os.path.join(d, "xfed.conf")
         with open(self.config, "w") as f:
-            f.write(f"[xfed]\nthreads = 1\nstore = {self.store}\n"
+            f.write(f"[xfed]\nthreads = 1\nstore = {self.store}\n[admin]\nlisten = 127.0.0.1:0\n"
                     f"[local contoso.example]\ncert = {crt}\nkey = {key}\n")
         self.daemons = []
 
