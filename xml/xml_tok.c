@@ -1211,23 +1211,20 @@ st_attr_name:
     if (r == 0) SUSPEND(ST_ATTR_NAME);
     if (r < 0) FAIL(NWF, p, "invalid character in attribute name");
 attr_name_done : {
-    uint32_t n = p - t->name_start;
+    /* Locals: stores through a (uint32_t fields) could alias t's fields otherwise. */
+    uint32_t start = t->name_start, colon = t->name_colon, k = t->nattrs;
+    uint32_t n = p - start;
     if (n > t->lim.name_bytes_max) {
-        FAIL(XF_XML_COND_POLICY_VIOLATION, t->name_start, "attribute name too long");
+        FAIL(XF_XML_COND_POLICY_VIOLATION, start, "attribute name too long");
     }
-    if (t->nattrs >= t->lim.attrs_max) {
-        FAIL(XF_XML_COND_POLICY_VIOLATION, t->name_start, "too many attributes");
-    }
-    xf_xml_attr *a = &t->attrs[t->nattrs];
-    a->name_off = t->name_start - t->unit;
-    a->name_len = (uint16_t)n;
-    a->colon = (uint16_t)t->name_colon;
-    a->key = n ^ ((uint32_t)b[t->name_start] << 16) ^ ((uint32_t)b[p - 1] << 24);
-    a->decl = 0;
-    a->ns = -1;
-    if (t->name_colon != 0 || (n == 5 && eqn(b + t->name_start, "xmlns", 5))) {
-        t->tag_special++;
-    }
+    if (k >= t->lim.attrs_max) FAIL(XF_XML_COND_POLICY_VIOLATION, start, "too many attributes");
+    if (colon != 0 || (n == 5 && eqn(b + start, "xmlns", 5))) t->tag_special++;
+    xf_xml_attr *a = &t->attrs[k];
+    *a = (xf_xml_attr){.name_off = start - t->unit,
+                       .key = n ^ ((uint32_t)b[start] << 16) ^ ((uint32_t)b[p - 1] << 24),
+                       .ns = -1,
+                       .name_len = (uint16_t)n,
+                       .colon = (uint16_t)colon};
 }
     if (lim - p >= 2 && b[p] == '=' && (b[p + 1] == '"' || b[p + 1] == '\'')) { /* name="v" */
         t->quote = b[p + 1];
