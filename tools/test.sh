@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set-up command 2: install what is missing, build, and run every test: the
-# default build, the same suite under ASan+UBSan, and the fuzz targets briefly.
+# default build, the same suite under ASan+UBSan, the cross-thread tests under
+# ThreadSanitizer, and the fuzz targets briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/deps.sh
@@ -20,5 +21,6 @@ run() { # run PRESET [ctest args...]
 }
 run default
 run asan -LE fuzz
+run tsan -L tsan
 run fuzz -L fuzz
 exit $status
