@@ -433,6 +433,18 @@ static void test_spill_and_reset(void)
               ev.stanza.name.len == 7,
           "proceed");
     free(c2);
+    /* An empty chunk is harmless, inside a unit too. */
+    const char *part = "<message><bo";
+    xf_xml_feed(&b.t, part, strlen(part));
+    CHECK(xf_xml_next(&b.t, &ev) == XF_XML_EV_NONE, "partial");
+    xf_xml_feed(&b.t, "", 0);
+    CHECK(xf_xml_next(&b.t, &ev) == XF_XML_EV_NONE, "empty chunk");
+    xf_xml_feed(&b.t, "dy/></message>", 14);
+    CHECK(xf_xml_next(&b.t, &ev) == XF_XML_EV_STANZA && ev.stanza.spilled &&
+              ev.stanza.bytes.len == 26 &&
+              memcmp(ev.stanza.bytes.ptr, "<message><body/></message>", 26) == 0,
+          "stanza after an empty chunk");
+    CHECK(xf_xml_next(&b.t, &ev) == XF_XML_EV_NONE, "end");
     /* Stream restart with the new header in the same chunk as the last stanza. */
     const char *again = "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>" HDR "<presence/>";
     xf_xml_feed(&b.t, again, strlen(again));
