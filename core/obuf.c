@@ -4,10 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-void xf_obpool_init(xf_obpool *p, uint32_t max_blocks)
+void xf_obpool_init(xf_obpool *p, uint32_t max_blocks, xf_heap *heap)
 {
     memset(p, 0, sizeof *p);
     p->max = max_blocks;
+    p->heap = heap;
 }
 
 void xf_obpool_free(xf_obpool *p)
@@ -15,9 +16,24 @@ void xf_obpool_free(xf_obpool *p)
     while (p->free) {
         xf_oblock *b = p->free;
         p->free = b->next;
-        free(b);
+        xf_heap_free(b);
+        p->allocated--;
     }
     p->free_count = 0;
+}
+
+static void block_put(xf_obpool *p, xf_oblock *b);
+
+uint32_t xf_obpool_reserve(xf_obpool *p, uint32_t n)
+{
+    uint32_t added = 0;
+    for (; added < n && p->allocated < p->max; added++) {
+        xf_oblock *b = xf_heap_malloc(p->heap, sizeof *b);
+        if (!b) break;
+        p->allocated++;
+        block_put(p, b);
+    }
+    return added;
 }
 
 static xf_oblock *block_get(xf_obpool *p)
@@ -28,7 +44,7 @@ static xf_oblock *block_get(xf_obpool *p)
         p->free_count--;
     } else {
         if (p->allocated == p->max) return NULL;
-        b = malloc(sizeof *b); /* warm-up only: blocks are recycled after */
+        b = xf_heap_malloc(p->heap, sizeof *b); /* warm-up only: blocks are recycled after */
         if (!b) return NULL;
         p->allocated++;
     }

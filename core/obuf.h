@@ -4,6 +4,8 @@
 #ifndef XF_OBUF_H
 #define XF_OBUF_H
 
+#include "heap.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -22,6 +24,7 @@ typedef struct xf_oblock {
 typedef struct {
     xf_oblock *free;
     uint32_t allocated, max, free_count;
+    xf_heap *heap; /* the owning core's */
 } xf_obpool;
 
 typedef struct {
@@ -30,7 +33,10 @@ typedef struct {
     size_t inflight; /* bytes handed to the send in flight */
 } xf_obuf;
 
-void xf_obpool_init(xf_obpool *p, uint32_t max_blocks);
+void xf_obpool_init(xf_obpool *p, uint32_t max_blocks, xf_heap *heap);
+/* Allocates up to n blocks ahead (within the bound): traffic that fits in
+ * them never allocates, not even the first time. Returns the blocks added. */
+uint32_t xf_obpool_reserve(xf_obpool *p, uint32_t n);
 void xf_obpool_free(xf_obpool *p);
 
 /* Appends all of data or nothing: false when the pool is exhausted. The

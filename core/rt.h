@@ -72,16 +72,17 @@ typedef struct {
 typedef void (*xf_msg_fn)(xf_shard *s, uint32_t src, const xf_spsc_rec *r);
 
 typedef struct {
-    uint32_t shards;           /* core threads */
-    bool pin;                  /* pin shard i to CPU i mod online CPUs */
-    uint32_t conns_per_shard;  /* connection table size */
-    uint32_t recv_buffers;     /* provided buffers per shard (power of two) */
-    uint32_t recv_buffer_size; /* bytes each */
-    uint32_t out_blocks;       /* output blocks (16 KiB) per shard: the memory bound */
-    size_t out_limit;          /* per-connection output bound (bytes) */
-    size_t out_high, out_low;  /* backpressure marks */
-    uint64_t queue_bytes;      /* each SPSC handoff queue (power of two) */
-    uint32_t shutdown_ms;      /* graceful drain deadline */
+    uint32_t shards;             /* core threads */
+    bool pin;                    /* pin shard i to CPU i mod online CPUs */
+    uint32_t conns_per_shard;    /* connection table size */
+    uint32_t recv_buffers;       /* provided buffers per shard (power of two) */
+    uint32_t recv_buffer_size;   /* bytes each */
+    uint32_t out_blocks;         /* output blocks (16 KiB) per shard: the memory bound */
+    uint32_t out_blocks_reserve; /* of those, allocated at start (default 0: on demand) */
+    size_t out_limit;            /* per-connection output bound (bytes) */
+    size_t out_high, out_low;    /* backpressure marks */
+    uint64_t queue_bytes;        /* each SPSC handoff queue (power of two) */
+    uint32_t shutdown_ms;        /* graceful drain deadline */
     xf_listen_spec listen[XF_LISTENERS_MAX];
     uint32_t listen_count;
     xf_msg_fn on_msg;                    /* messages to core shards */

@@ -6,6 +6,7 @@
  * the doorbells of threads we queued messages for, then one io_uring_enter
  * that submits everything and waits for the next completion or timer.
  */
+#include "heap.h"
 #include "log.h"
 #include "metrics.h"
 #include "rt.h"
@@ -80,6 +81,7 @@ struct xf_shard {
     struct io_uring ring;
     int ring_fd; /* for MSG_RING from other threads */
     xf_bufring bufs;
+    xf_heap *heap; /* this thread's: output blocks and tables */
     xf_obpool pool;
     xf_wheel wheel;
     xf_conn *conns;
@@ -698,6 +700,7 @@ static int shard_setup(xf_shard *s)
     xf_rt *rt = s->rt;
     const xf_rt_config *cfg = &rt->cfg;
     uint32_t files = s->is_verify ? 256 : cfg->conns_per_shard;
+    s->heap = xf_heap_new(); /* on this thread: mimalloc heaps belong to their maker */
     int rc = xf_ring_init(&s->ring, 4096, files);
     if (rc < 0) {
         snprintf(s->err, sizeof s->err, "io_uring setup: %s", strerror(-rc));
@@ -713,8 +716,8 @@ static int shard_setup(xf_shard *s)
     s->nconns = s->is_verify ? 256 : cfg->conns_per_shard;
     size_t bytes = (size_t)s->nconns * sizeof(xf_conn);
     s->conns = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    s->free_idx = malloc(s->nconns * sizeof *s->free_idx);
-    s->rearm = malloc(s->nconns * sizeof *s->rearm);
+    s->free_idx = xf_heap_malloc(s->heap, s->nconns * sizeof *s->free_idx);
+    s->rearm = xf_heap_malloc(s->heap, s->nconns * sizeof *s->rearm);
     if (s->conns == MAP_FAILED || !s->free_idx || !s->rearm) {
         snprintf(s->err, sizeof s->err, "out of memory for %u connections", s->nconns);
         return -1;
@@ -724,7 +727,8 @@ static int shard_setup(xf_shard *s)
         s->free_idx[i] = s->nconns - 1 - i; /* low slots first: fewer pages touched */
     }
     s->nfree = s->nconns;
-    xf_obpool_init(&s->pool, cfg->out_blocks);
+    xf_obpool_init(&s->pool, cfg->out_blocks, s->heap);
+    xf_obpool_reserve(&s->pool, cfg->out_blocks_reserve);
     xf_wheel_init(&s->wheel, xf_now_ms());
     if (!s->is_verify) {
         for (uint32_t i = 0; i < cfg->listen_count; i++) {
@@ -851,9 +855,16 @@ static void *shard_main(void *arg)
     }
     if (rt->cfg.rcu) xf_rcu_offline(rt->cfg.rcu, s->id);
     if (rt->cfg.on_shard_stop) rt->cfg.on_shard_stop(s);
+    /* Output of connections the closes did not finish: back to the pool, and
+     * the pool back to this thread's heap before it goes. */
+    for (uint32_t i = 0; i < s->nconns; i++)
+        if (s->conns[i].flags & CF_LIVE) xf_obuf_clear(&s->conns[i].out, &s->pool);
+    xf_obpool_free(&s->pool);
     xf_bufring_free(&s->ring, &s->bufs);
     io_uring_queue_exit(&s->ring);
     s->ring.ring_fd = -1;
+    xf_heap_delete(s->heap); /* the tables left in it move to the default heap */
+    s->heap = NULL;
     return NULL;
 }
 
@@ -905,8 +916,8 @@ static void rt_free(xf_rt *rt)
             }
             if (s->conns && s->conns != MAP_FAILED)
                 munmap(s->conns, (size_t)s->nconns * sizeof(xf_conn));
-            free(s->free_idx);
-            free(s->rearm);
+            xf_heap_free(s->free_idx);
+            xf_heap_free(s->rearm);
             xf_obpool_free(&s->pool);
         }
         free(rt->shards);

@@ -59,32 +59,49 @@ uint32_t xf_wheel_run(xf_wheel *w, uint64_t now_ms)
     uint64_t last = w->now_ms / XF_WHEEL_TICK_MS;
     uint32_t fired = 0;
     if (!w->armed) {
-        w->next_tick = last + 1;
+        w->next_tick = last;
         w->earliest_ms = UINT64_MAX;
         return 0;
     }
     if (w->now_ms < w->earliest_ms) return 0;
-    /* Visit each slot at most once per call, even after a long sleep. */
-    uint64_t end = last + 1;
-    if (end - w->next_tick > XF_WHEEL_SLOTS) w->next_tick = end - XF_WHEEL_SLOTS;
-    uint64_t earliest = UINT64_MAX;
-    for (uint64_t tick = w->next_tick; tick < end; tick++) {
+    /* Visit each slot at most once per call, even after a long sleep. The
+     * current tick is visited again next call: its slot may hold timers due
+     * later in the same tick (expiry is in ms, slots in ticks). */
+    uint64_t end = last + 1, start = w->next_tick;
+    if (end - start > XF_WHEEL_SLOTS) start = end - XF_WHEEL_SLOTS;
+    /* Before any callback: a timer armed from one lands in the current tick
+     * or later, never in a slot this call has already passed (it would wait
+     * a whole round). */
+    w->next_tick = last;
+    xf_timer pending;
+    for (uint64_t tick = start; tick < end; tick++) {
         xf_timer *head = &w->slots[tick & (XF_WHEEL_SLOTS - 1)];
-        for (xf_timer *t = head->next, *next; t != head; t = next) {
-            next = t->next;
+        if (head->next == head) continue;
+        /* Take the slot's list: callbacks may then cancel or re-arm any timer,
+         * their own or others, without breaking this walk. */
+        pending.next = head->next;
+        pending.prev = head->prev;
+        pending.next->prev = &pending;
+        pending.prev->next = &pending;
+        head->next = head->prev = head;
+        while (pending.next != &pending) {
+            xf_timer *t = pending.next;
+            unlink_timer(t);
             if (t->expires_ms <= w->now_ms) {
-                unlink_timer(t);
                 t->expires_ms = 0;
                 w->armed--;
                 fired++;
-                t->fire(t); /* may re-arm t or cancel others: `next` stays valid
-                             * because a fired callback only touches its own
-                             * owner's timers (one per owner) */
+                t->fire(t);
+            } else { /* a later round: back into its slot */
+                t->next = head->next;
+                t->prev = head;
+                head->next->prev = t;
+                head->next = t;
             }
         }
     }
-    w->next_tick = end;
     /* Recompute the earliest expiry (rare: only when a deadline passed). */
+    uint64_t earliest = UINT64_MAX;
     for (uint32_t i = 0; i < XF_WHEEL_SLOTS && w->armed; i++)
         for (xf_timer *t = w->slots[i].next; t != &w->slots[i]; t = t->next)
             if (t->expires_ms < earliest) earliest = t->expires_ms;

@@ -73,6 +73,9 @@ void xf_verify_on_msg(xf_shard *v, uint32_t src, const xf_spsc_rec *r)
         p->src = src;
         p->req = req;
         p->timer.fire = delay_done;
+        /* The wheel's clock is the loop's last reading, which may predate the
+         * request: measure the delay from now, so it is never short. */
+        xf_wheel_set_clock(xf_shard_wheel(v), xf_now_ms());
         xf_timer_arm(xf_shard_wheel(v), &p->timer, req.arg);
         return;
     }
