@@ -152,9 +152,10 @@ static void conn_drain_fire(xf_timer *t);
 static xf_conn *conn_alloc(xf_shard *s)
 {
     if (s->nfree == 0) return NULL;
-    xf_conn *c = &s->conns[s->free_idx[--s->nfree]];
+    uint32_t idx = s->free_idx[--s->nfree];
+    xf_conn *c = &s->conns[idx];
     assert(!(c->flags & CF_LIVE) && c->inflight == 0);
-    uint32_t gen = c->gen, idx = c->idx;
+    uint32_t gen = c->gen; /* a never-used slot reads as zeros */
     memset(c, 0, offsetof(xf_conn, addr));
     c->gen = gen;
     c->idx = idx;
@@ -722,10 +723,10 @@ static int shard_setup(xf_shard *s)
         snprintf(s->err, sizeof s->err, "out of memory for %u connections", s->nconns);
         return -1;
     }
-    for (uint32_t i = 0; i < s->nconns; i++) {
-        s->conns[i].idx = i;
-        s->free_idx[i] = s->nconns - 1 - i; /* low slots first: fewer pages touched */
-    }
+    /* The table stays untouched until used (slots get their index when
+     * allocated): idle capacity costs no memory. Low slots first. */
+    for (uint32_t i = 0; i < s->nconns; i++)
+        s->free_idx[i] = s->nconns - 1 - i;
     s->nfree = s->nconns;
     xf_obpool_init(&s->pool, cfg->out_blocks, s->heap);
     xf_obpool_reserve(&s->pool, cfg->out_blocks_reserve);
