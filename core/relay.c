@@ -1,5 +1,6 @@
 #include "relay.h"
 
+#include "config.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -79,33 +80,20 @@ void xf_relay_listen(xf_rt_config *cfg, xf_relay *r, const struct sockaddr *addr
 
 bool xf_sockaddr_parse(const char *s, struct sockaddr_storage *out, socklen_t *len)
 {
-    char host[128];
-    const char *colon;
+    xf_hostport hp; /* the same HOST:PORT / [V6]:PORT rules as the config */
+    if (!xf_hostport_parse(s, 0, &hp) || strchr(s, ':') == NULL) return false;
     memset(out, 0, sizeof *out);
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':' || (size_t)(close - s - 1) >= sizeof host) return false;
-        snprintf(host, sizeof host, "%.*s", (int)(close - s - 1), s + 1);
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon || (size_t)(colon - s) >= sizeof host) return false;
-        snprintf(host, sizeof host, "%.*s", (int)(colon - s), s);
-    }
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (colon[1] == '\0' || *end || port < 0 || port > 65535) return false;
     struct sockaddr_in *v4 = (struct sockaddr_in *)out;
     struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
-    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    if (inet_pton(AF_INET, hp.host, &v4->sin_addr) == 1) {
         v4->sin_family = AF_INET;
-        v4->sin_port = htons((uint16_t)port);
+        v4->sin_port = htons(hp.port);
         *len = sizeof *v4;
         return true;
     }
-    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+    if (inet_pton(AF_INET6, hp.host, &v6->sin6_addr) == 1) {
         v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons((uint16_t)port);
+        v6->sin6_port = htons(hp.port);
         *len = sizeof *v6;
         return true;
     }
