@@ -123,6 +123,13 @@ const struct xf_snapshot *xf_shard_snapshot(const xf_shard *s);
 /* Queues a message for thread `dst` (a shard id or xf_rt_verify_id()); the
  * doorbell goes once per loop iteration. False when the queue is full. */
 bool xf_shard_send(xf_shard *s, uint32_t dst, uint32_t type, const void *data, uint32_t len);
+/* Watches a plain fd that is not a connection (c-ares sockets) with a
+ * multishot poll: fn runs on this shard with the ready events. Calling again
+ * for the same fd changes the events; events 0 stops watching. At most
+ * XF_WATCH_MAX fds per shard; returns false when full. */
+#define XF_WATCH_MAX 32
+typedef void (*xf_watch_fn)(xf_shard *s, int fd, uint32_t revents, void *arg);
+bool xf_shard_watch(xf_shard *s, int fd, uint32_t events, xf_watch_fn fn, void *arg);
 void *xf_shard_user(xf_shard *s); /* per-shard application state */
 void xf_shard_set_user(xf_shard *s, void *user);
 

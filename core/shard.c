@@ -73,8 +73,17 @@ typedef struct {
     const xf_listen_spec *spec;
 } listener;
 
+typedef struct {
+    int fd; /* -1: free */
+    uint32_t events, gen;
+    bool armed; /* a multishot poll is in flight for this generation */
+    xf_watch_fn fn;
+    void *arg;
+} watch;
+
 struct xf_shard {
     xf_rt *rt;
+    watch watches[XF_WATCH_MAX];
     uint32_t id;
     bool is_verify;
     pthread_t thread;
@@ -540,9 +549,68 @@ static void on_accept(xf_shard *s, struct io_uring_cqe *cqe)
     if (!l->armed && !s->stopping && l->fd >= 0) arm_accept(s, l);
 }
 
+static void arm_watch(xf_shard *s, watch *w, uint32_t slot)
+{
+    struct io_uring_sqe *sqe = xf_ring_sqe(&s->ring);
+    io_uring_prep_poll_multishot(sqe, w->fd, w->events);
+    io_uring_sqe_set_data64(sqe, xf_ud(XF_OP_POLL, slot, w->gen));
+    w->armed = true;
+}
+
+static void stop_watch(xf_shard *s, watch *w, uint32_t slot)
+{
+    if (!w->armed) return;
+    struct io_uring_sqe *sqe = xf_ring_sqe(&s->ring);
+    io_uring_prep_poll_remove(sqe, xf_ud(XF_OP_POLL, slot, w->gen));
+    io_uring_sqe_set_data64(sqe, xf_ud(XF_OP_NONE, 0, 0));
+    w->armed = false;
+    w->gen++; /* completions of the old poll are ignored from now on */
+}
+
+bool xf_shard_watch(xf_shard *s, int fd, uint32_t events, xf_watch_fn fn, void *arg)
+{
+    uint32_t slot = XF_WATCH_MAX, free_slot = XF_WATCH_MAX;
+    for (uint32_t i = 0; i < XF_WATCH_MAX; i++) {
+        if (s->watches[i].fd == fd) slot = i;
+        if (s->watches[i].fd < 0 && free_slot == XF_WATCH_MAX) free_slot = i;
+    }
+    if (slot == XF_WATCH_MAX) {
+        if (events == 0) return true;
+        if (free_slot == XF_WATCH_MAX) return false;
+        slot = free_slot;
+    }
+    watch *w = &s->watches[slot];
+    stop_watch(s, w, slot);
+    if (events == 0) {
+        w->fd = -1;
+        return true;
+    }
+    w->fd = fd;
+    w->events = events;
+    w->fn = fn;
+    w->arg = arg;
+    arm_watch(s, w, slot);
+    return true;
+}
+
+static void on_poll(xf_shard *s, struct io_uring_cqe *cqe)
+{
+    uint32_t slot = xf_ud_idx(cqe->user_data);
+    if (slot >= XF_WATCH_MAX) return;
+    watch *w = &s->watches[slot];
+    if (w->fd < 0 || w->gen != xf_ud_gen(cqe->user_data)) return; /* stale */
+    bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+    if (!more) w->armed = false;
+    if (cqe->res > 0) w->fn(s, w->fd, (uint32_t)cqe->res, w->arg);
+    /* The callback may have changed or stopped the watch; otherwise keep it armed. */
+    if (!more && w->fd >= 0 && !w->armed && w->gen == xf_ud_gen(cqe->user_data))
+        arm_watch(s, w, slot);
+}
+
 static void handle_cqe(xf_shard *s, struct io_uring_cqe *cqe)
 {
     switch (xf_ud_op(cqe->user_data)) {
+    case XF_OP_POLL: on_poll(s, cqe); break;
     case XF_OP_RECV: on_recv(s, cqe); break;
     case XF_OP_SEND: on_send(s, cqe); break;
     case XF_OP_ACCEPT: on_accept(s, cqe); break;
@@ -729,6 +797,8 @@ static int shard_setup(xf_shard *s)
     for (uint32_t i = 0; i < s->nconns; i++)
         s->free_idx[i] = s->nconns - 1 - i;
     s->nfree = s->nconns;
+    for (uint32_t i = 0; i < XF_WATCH_MAX; i++)
+        s->watches[i].fd = -1;
     xf_obpool_init(&s->pool, cfg->out_blocks, s->heap);
     xf_obpool_reserve(&s->pool, cfg->out_blocks_reserve);
     xf_wheel_init(&s->wheel, xf_now_ms());
