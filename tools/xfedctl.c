@@ -6,6 +6,7 @@
  */
 #include "config.h"
 #include "partner.h"
+#include "partner_json.h"
 #include "store.h"
 
 #include <errno.h>
@@ -161,121 +162,6 @@ static int print_verdict(const xf_verdict *v, xf_store_rc rc, const char *what)
 
 /* ---- partner commands ----------------------------------------------------- */
 
-enum {
-    F_DESCRIPTION = 1 << 0,
-    F_DOMAINS = 1 << 1,
-    F_TYPE = 1 << 2,
-    F_TLS = 1 << 3,
-    F_SASL = 1 << 4,
-    F_DIALBACK = 1 << 5,
-    F_LIMIT = 1 << 6,
-    F_KEEPALIVE = 1 << 7,
-    F_PROXY = 1 << 8,
-    F_CLEAR = 1 << 9,
-};
-
-#define DOMAIN_OPS_MAX 256
-
-typedef struct {
-    unsigned set;
-    const char *description;
-    const char *domains_csv;
-    xf_partner_type type;
-    xf_neg tls, sasl;
-    bool dialback, keepalive;
-    uint32_t limit;
-    const char *proxy;
-    const char *add[DOMAIN_OPS_MAX];
-    size_t nadd;
-    const char *del[DOMAIN_OPS_MAX];
-    size_t ndel;
-} partner_edits;
-
-static bool lower_domain(const char *in, char out[XF_DOMAIN_MAX + 1], const char *what,
-                         xf_verdict *v)
-{
-    char why[XF_VERDICT_MSG_MAX - 64];
-    if (strlen(in) > XF_DOMAIN_MAX) {
-        xf_verdict_add(v, XF_COMMIT_REFUSED, "%s '%.60s...' is longer than 253 characters", what,
-                       in);
-        return false;
-    }
-    if (!xf_domain_normalize(in, out, why, sizeof why)) {
-        xf_verdict_add(v, XF_COMMIT_REFUSED, "%s: %s", what, why);
-        return false;
-    }
-    return true;
-}
-
-static void add_domain(xf_partner *p, const char *d, xf_verdict *v)
-{
-    char norm[XF_DOMAIN_MAX + 1];
-    if (!lower_domain(d, norm, "additional domain", v)) return;
-    for (uint32_t i = 0; i < p->domain_count; i++)
-        if (strcmp(p->domains[i], norm) == 0) return; /* already there: set semantics */
-    if (p->domain_count == XF_PARTNER_DOMAINS_MAX) {
-        xf_verdict_add(v, XF_COMMIT_REFUSED, "at most %d additional domains per partner",
-                       XF_PARTNER_DOMAINS_MAX);
-        return;
-    }
-    snprintf(p->domains[p->domain_count++], XF_DOMAIN_MAX + 1, "%s", norm);
-}
-
-static void apply_partner_edits(xf_partner *p, void *arg, xf_verdict *v)
-{
-    const partner_edits *e = arg;
-    if (e->set & F_DESCRIPTION) {
-        if (strlen(e->description) > XF_DESCRIPTION_MAX)
-            xf_verdict_add(v, XF_COMMIT_REFUSED, "the description is longer than %d characters",
-                           XF_DESCRIPTION_MAX);
-        else
-            snprintf(p->description, sizeof p->description, "%s", e->description);
-    }
-    if (e->set & F_CLEAR) p->domain_count = 0;
-    if (e->set & F_DOMAINS) {
-        p->domain_count = 0;
-        char *list = strdup(e->domains_csv);
-        for (char *save, *d = strtok_r(list, ",", &save); d; d = strtok_r(NULL, ",", &save)) {
-            while (*d == ' ')
-                d++;
-            char *end = d + strlen(d);
-            while (end > d && end[-1] == ' ')
-                *--end = '\0';
-            if (*d) add_domain(p, d, v);
-        }
-        free(list);
-    }
-    for (size_t i = 0; i < e->nadd; i++)
-        add_domain(p, e->add[i], v);
-    for (size_t i = 0; i < e->ndel; i++) {
-        char norm[XF_DOMAIN_MAX + 1];
-        if (!lower_domain(e->del[i], norm, "--remove-domain", v)) continue;
-        uint32_t j = 0;
-        while (j < p->domain_count && strcmp(p->domains[j], norm) != 0)
-            j++;
-        if (j == p->domain_count) {
-            xf_verdict_add(v, XF_COMMIT_REFUSED, "'%s' is not an additional domain of partner '%s'",
-                           norm, p->domain);
-            continue;
-        }
-        memmove(p->domains[j], p->domains[j + 1],
-                (size_t)(p->domain_count - j - 1) * sizeof p->domains[0]);
-        p->domain_count--;
-    }
-    if (e->set & F_TYPE) p->type = e->type;
-    if (e->set & F_TLS) p->tls = e->tls;
-    if (e->set & F_SASL) p->sasl = e->sasl;
-    if (e->set & F_DIALBACK) p->dialback = e->dialback;
-    if (e->set & F_LIMIT) p->connection_limit = e->limit;
-    if (e->set & F_KEEPALIVE) p->keepalive = e->keepalive;
-    if (e->set & F_PROXY) {
-        if (strlen(e->proxy) > XF_PROXY_MAX)
-            xf_verdict_add(v, XF_COMMIT_REFUSED, "the proxy FQDN is too long");
-        else
-            snprintf(p->proxy_fqdn, sizeof p->proxy_fqdn, "%s", e->proxy);
-    }
-}
-
 static int bad_value(const char *opt, const char *val, const char *expected)
 {
     fprintf(stderr, "xfedctl: %s: '%s' is not %s\n", opt, val, expected);
@@ -293,7 +179,7 @@ static bool parse_u32(const char *s, uint32_t *out)
 }
 
 /* Parses partner options from argv[optind..]; returns EXIT_COMMITTED or EXIT_USAGE. */
-static int parse_partner_opts(int argc, char **argv, bool is_set, partner_edits *e,
+static int parse_partner_opts(int argc, char **argv, bool is_set, xf_partner_edits *e,
                               const char **domain, bool *help)
 {
     static const struct option opts[] = {
@@ -321,49 +207,51 @@ static int parse_partner_opts(int argc, char **argv, bool is_set, partner_edits 
             return EXIT_USAGE;
         }
         switch (c) {
-        case 'D': e->set |= F_DESCRIPTION, e->description = optarg; break;
-        case 'A': e->set |= F_DOMAINS, e->domains_csv = optarg; break;
+        case 'D': e->set |= XF_EDIT_DESCRIPTION, e->description = optarg; break;
+        case 'A': e->set |= XF_EDIT_DOMAINS, e->domains_csv = optarg; break;
         case 'T':
             if (!xf_partner_type_parse(optarg, &e->type))
                 return bad_value("--partner-type", optarg,
                                  "federated, public-verified or public-unverified");
-            e->set |= F_TYPE;
+            e->set |= XF_EDIT_TYPE;
             break;
         case 't':
             if (!xf_neg_parse(optarg, &e->tls))
                 return bad_value("--tls", optarg, "required, optional or not-supported");
-            e->set |= F_TLS;
+            e->set |= XF_EDIT_TLS;
             break;
         case 's':
             if (!xf_neg_parse(optarg, &e->sasl))
                 return bad_value("--sasl", optarg, "required, optional or not-supported");
-            e->set |= F_SASL;
+            e->set |= XF_EDIT_SASL;
             break;
         case 'b':
             if (!xf_bool_parse(optarg, &e->dialback))
                 return bad_value("--dialback", optarg, "true or false");
-            e->set |= F_DIALBACK;
+            e->set |= XF_EDIT_DIALBACK;
             break;
         case 'k':
             if (!xf_bool_parse(optarg, &e->keepalive))
                 return bad_value("--keepalive", optarg, "true or false");
-            e->set |= F_KEEPALIVE;
+            e->set |= XF_EDIT_KEEPALIVE;
             break;
         case 'l':
             if (!parse_u32(optarg, &e->limit))
                 return bad_value("--connection-limit", optarg, "a number 0..65535");
-            e->set |= F_LIMIT;
+            e->set |= XF_EDIT_LIMIT;
             break;
-        case 'p': e->set |= F_PROXY, e->proxy = optarg; break;
+        case 'p': e->set |= XF_EDIT_PROXY, e->proxy = optarg; break;
         case 'a':
-            if (e->nadd == DOMAIN_OPS_MAX) return bad_value("--add-domain", optarg, "allowed");
+            if (e->nadd == XF_EDIT_DOMAIN_OPS_MAX)
+                return bad_value("--add-domain", optarg, "allowed");
             e->add[e->nadd++] = optarg;
             break;
         case 'r':
-            if (e->ndel == DOMAIN_OPS_MAX) return bad_value("--remove-domain", optarg, "allowed");
+            if (e->ndel == XF_EDIT_DOMAIN_OPS_MAX)
+                return bad_value("--remove-domain", optarg, "allowed");
             e->del[e->ndel++] = optarg;
             break;
-        case 'C': e->set |= F_CLEAR; break;
+        case 'C': e->set |= XF_EDIT_CLEAR; break;
         case 'h': *help = true; return EXIT_COMMITTED;
         default:
             if (optopt > ' ' && optopt < 127)
@@ -383,26 +271,6 @@ static int parse_partner_opts(int argc, char **argv, bool is_set, partner_edits 
         *domain = argv[optind];
     }
     return EXIT_COMMITTED;
-}
-
-static json_t *partner_json(const xf_partner *p)
-{
-    json_t *doms = json_array();
-    for (uint32_t i = 0; i < p->domain_count; i++)
-        json_array_append_new(doms, json_string(p->domains[i]));
-    const xf_matrix_row_t *row = xf_matrix_row(p->tls, p->sasl, p->dialback);
-    json_t *methods = json_array();
-    if (row->methods & XF_METHOD_SASL_TLS) json_array_append_new(methods, json_string("sasl_tls"));
-    if (row->methods & XF_METHOD_DB_TLS)
-        json_array_append_new(methods, json_string("dialback_tls"));
-    if (row->methods & XF_METHOD_DB_TCP)
-        json_array_append_new(methods, json_string("dialback_tcp"));
-    return json_pack("{s:s, s:s, s:o, s:s, s:s, s:s, s:b, s:I, s:b, s:s, s:i, s:o}", "domain",
-                     p->domain, "description", p->description, "additional_domains", doms,
-                     "partner_type", xf_partner_type_name(p->type), "tls", xf_neg_name(p->tls),
-                     "sasl", xf_neg_name(p->sasl), "dialback", p->dialback, "connection_limit",
-                     (json_int_t)p->connection_limit, "keepalive", p->keepalive, "proxy_fqdn",
-                     p->proxy_fqdn, "matrix_row", row->number, "methods", methods);
 }
 
 static void partner_print(const xf_partner *p)
@@ -441,7 +309,7 @@ static int list_one(const xf_partner *p, const char *load_error, void *arg)
         return 0;
     }
     if (l->arr) {
-        json_array_append_new(l->arr, partner_json(p));
+        json_array_append_new(l->arr, xf_partner_json(p));
     } else {
         if (l->n) printf("\n");
         partner_print(p);
@@ -496,7 +364,7 @@ static int cmd_partner_get(ctl *c, const char *domain, bool json)
         fprintf(stderr, "xfedctl: store: %s\n", p ? xf_store_errmsg(c->store) : "out of memory");
         ret = EXIT_STORE;
     } else if (json) {
-        ret = emit_json(partner_json(p));
+        ret = emit_json(xf_partner_json(p));
     } else {
         partner_print(p);
     }
@@ -519,7 +387,7 @@ static int cmd_partner(ctl *c, int argc, char **argv, const char *store_opt, con
     }
     const char *domain = NULL;
     bool help = false, json = false;
-    partner_edits e = {0};
+    xf_partner_edits e = {0};
     if (is_get || is_remove) {
         for (int i = 1; i < argc; i++) {
             if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
@@ -559,7 +427,7 @@ static int cmd_partner(ctl *c, int argc, char **argv, const char *store_opt, con
     xf_verdict v;
     xf_verdict_init(&v);
     char norm[XF_DOMAIN_MAX + 1];
-    if (!lower_domain(domain, norm, "primary domain", &v))
+    if (!xf_domain_arg(domain, norm, "primary domain", &v))
         return print_verdict(&v, XF_STORE_REFUSED, "the change was");
 
     if (is_remove) {
@@ -582,8 +450,8 @@ static int cmd_partner(ctl *c, int argc, char **argv, const char *store_opt, con
         fprintf(stderr, "xfedctl: store: %s\n", xf_store_errmsg(c->store));
         return EXIT_STORE;
     }
-    xf_store_rc r = xf_store_partner_commit(c->store, norm, is_new, apply_partner_edits, &e,
-                                            c->locals, c->nlocals, &v);
+    xf_store_rc r = xf_store_partner_commit(c->store, norm, is_new, xf_partner_apply, &e, c->locals,
+                                            c->nlocals, &v);
     if (r == XF_STORE_ERROR) fprintf(stderr, "xfedctl: store: %s\n", xf_store_errmsg(c->store));
     if (r == XF_STORE_NOTFOUND) r = XF_STORE_REFUSED;
     rc = print_verdict(&v, r, is_new ? "the new partner was" : "the change was");
@@ -592,28 +460,6 @@ static int cmd_partner(ctl *c, int argc, char **argv, const char *store_opt, con
 }
 
 /* ---- gateway commands ------------------------------------------------------ */
-
-typedef struct {
-    bool has[8];
-    uint32_t val[8];
-    const char *passphrase;
-    int log_bodies; /* -1 unset */
-} gateway_edits;
-
-static void apply_gateway_edits(xf_gateway *g, void *arg, xf_verdict *v)
-{
-    const gateway_edits *e = arg;
-    for (size_t i = 0; i < xf_gateway_field_count; i++)
-        if (e->has[i]) *(uint32_t *)((char *)g + xf_gateway_fields[i].offset) = e->val[i];
-    if (e->passphrase) {
-        if (strlen(e->passphrase) > XF_PASSPHRASE_MAX)
-            xf_verdict_add(v, XF_COMMIT_REFUSED, "the dialback passphrase is longer than %d bytes",
-                           XF_PASSPHRASE_MAX);
-        else
-            snprintf(g->dialback_passphrase, sizeof g->dialback_passphrase, "%s", e->passphrase);
-    }
-    if (e->log_bodies >= 0) g->log_message_bodies = e->log_bodies;
-}
 
 static int cmd_gateway(ctl *c, int argc, char **argv, const char *store_opt, const char *config_opt)
 {
@@ -627,7 +473,8 @@ static int cmd_gateway(ctl *c, int argc, char **argv, const char *store_opt, con
         return EXIT_USAGE;
     }
     bool json = false;
-    gateway_edits e = {.log_bodies = -1};
+    xf_gateway_edits e;
+    xf_gateway_edits_init(&e);
     int changes = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -687,7 +534,7 @@ static int cmd_gateway(ctl *c, int argc, char **argv, const char *store_opt, con
     if (is_set) {
         xf_verdict v;
         xf_verdict_init(&v);
-        xf_store_rc r = xf_store_gateway_commit(c->store, apply_gateway_edits, &e, &v);
+        xf_store_rc r = xf_store_gateway_commit(c->store, xf_gateway_apply, &e, &v);
         if (r == XF_STORE_ERROR) fprintf(stderr, "xfedctl: store: %s\n", xf_store_errmsg(c->store));
         rc = print_verdict(&v, r, "the change was");
         if (rc == EXIT_COMMITTED) printf("gateway settings committed\n");
@@ -699,20 +546,7 @@ static int cmd_gateway(ctl *c, int argc, char **argv, const char *store_opt, con
         return EXIT_STORE;
     }
     if (json) {
-        json_t *j = json_object();
-        for (size_t f = 0; f < xf_gateway_field_count; f++) {
-            char key[64];
-            snprintf(key, sizeof key, "%s", xf_gateway_fields[f].name);
-            for (char *k = key; *k; k++)
-                if (*k == '-') *k = '_';
-            json_object_set_new(
-                j, key,
-                json_integer(*(const uint32_t *)((const char *)&g + xf_gateway_fields[f].offset)));
-        }
-        json_object_set_new(j, "dialback_passphrase_set",
-                            json_boolean(g.dialback_passphrase[0] != '\0'));
-        json_object_set_new(j, "log_message_bodies", json_boolean(g.log_message_bodies));
-        return emit_json(j);
+        return emit_json(xf_gateway_json(&g));
     }
     printf("ConnectionLimit            : %u\n", g.connection_limit);
     printf("PartnerConnectionLimit     : %u\n", g.partner_connection_limit);
