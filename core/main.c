@@ -15,6 +15,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "partner.h"
+#include "pstatus.h"
 #include "relay.h"
 #include "rt.h"
 #include "snapshot.h"
@@ -140,10 +141,11 @@ static sigset_t control_signals(void)
     return sigs;
 }
 
-static xf_admin *start_admin(const xf_hostport *hp, xf_metrics *m)
+/* api may be NULL (the relay): the admin API then answers 403. */
+static xf_admin *start_admin(const xf_hostport *hp, xf_metrics *m, const xf_admin_api *api)
 {
-    char err[512];
-    xf_admin *a = xf_admin_start(hp->host, hp->port, m, err, sizeof err);
+    char err[1024];
+    xf_admin *a = xf_admin_start_api(hp->host, hp->port, m, api, err, sizeof err);
     if (!a) xf_log(XF_LOG_ERROR, "admin listener: %s", err);
     return a;
 }
@@ -182,7 +184,7 @@ static int run_relay(const char *spec, uint32_t threads, const char *admin, uint
             fprintf(stderr, "xfed: --admin wants HOST:PORT\n");
             return 2;
         }
-        if (!(a = start_admin(&hp, m))) return 1;
+        if (!(a = start_admin(&hp, m, NULL))) return 1;
     }
     char err[512];
     xf_rt *rt = xf_rt_start(&rc, err, sizeof err);
@@ -270,19 +272,30 @@ int main(int argc, char **argv)
     rc.shards = cfg.threads;
     runtime_hooks(&rc);
     xf_metrics *m = xf_metrics_new(rc.shards + 1);
-    xf_rcu *rcu = xf_rcu_new(rc.shards + 1, free_snapshot, NULL);
+    /* Reader slots: the shards, the verification thread, and the admin
+     * thread's /api/status (the last). */
+    xf_rcu *rcu = xf_rcu_new(rc.shards + 2, free_snapshot, NULL);
+    /* Per-partner runtime status for /api/status; the s2s layer writes it. */
+    xf_pstatus *pstatus = xf_pstatus_new(rc.shards + 1, XF_PSTATUS_ROWS_DEFAULT);
     rc.metrics = m;
     rc.rcu = rcu;
     xf_rcu_publish(rcu, snap);
     xf_metrics_set(m, XF_METRIC_PARTNERS_ACTIVE, st.partners_active);
     xf_metrics_set(m, XF_METRIC_PARTNERS_SKIPPED, st.partners_skipped);
     xf_metrics_set(m, XF_METRIC_SNAPSHOT_VERSION, version);
-    xf_admin *admin_srv = start_admin(&cfg.admin_listen, m);
+    xf_admin_api api = {.config_path = config_path,
+                        .store_path = cfg.store,
+                        .token_file = cfg.admin_token_file,
+                        .rcu = rcu,
+                        .rcu_slot = rc.shards + 1,
+                        .status = pstatus};
+    xf_admin *admin_srv = start_admin(&cfg.admin_listen, m, &api);
     char err[512];
     xf_rt *rt = admin_srv ? xf_rt_start(&rc, err, sizeof err) : NULL;
     if (!rt) {
         if (admin_srv) xf_log(XF_LOG_ERROR, "runtime: %s", err);
         xf_admin_stop(admin_srv);
+        xf_pstatus_free(pstatus);
         xf_rcu_free(rcu);
         xf_metrics_free(m);
         xf_store_close(store);
@@ -326,6 +339,7 @@ int main(int argc, char **argv)
     xf_admin_set_health(admin_srv, XF_HEALTH_STOPPING);
     xf_rt_stop(rt);
     xf_admin_stop(admin_srv);
+    xf_pstatus_free(pstatus);
     xf_rcu_free(rcu);
     xf_metrics_free(m);
     xf_store_close(store);
