@@ -5,11 +5,17 @@ set -euo pipefail
 XFED_BUILD_PKGS="build-essential cmake pkg-config git ca-certificates openssl sqlite3
   liburing-dev libwolfssl-dev libmimalloc-dev libc-ares-dev libsqlite3-dev libinih-dev
   libjansson-dev libmicrohttpd-dev libexpat1-dev libxml2-dev"
-XFED_TEST_PKGS="dnsmasq-base clang libclang-rt-14-dev python3 prometheus"
+XFED_TEST_PKGS="dnsmasq-base clang libclang-rt-14-dev python3 prometheus chromium nodejs npm"
 
 xfed_install() {
     local missing=()
     for p in "$@"; do
+        # A Node.js from elsewhere (NodeSource's nodejs bundles npm and conflicts
+        # with Debian's npm) serves the browser tests as well: the commands count.
+        case $p in
+        nodejs) command -v node >/dev/null && continue ;;
+        npm) command -v npm >/dev/null && continue ;;
+        esac
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
             missing+=("$p")
     done
