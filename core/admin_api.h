@@ -63,8 +63,7 @@ enum MHD_Result xf_api_status(xf_admin *a, struct MHD_Connection *c, const xf_ad
 enum MHD_Result xf_api_matrix(xf_admin *a, struct MHD_Connection *c, const xf_admin_request *rq);
 
 /* Queues a response with the listener's security headers. `body` (len bytes)
- * is copied; `allow` (may be NULL) becomes the Allow header and
- * `extra_name`/`extra_value` (may be NULL) one more header. */
+ * is copied; `extra_name`/`extra_value` (NULL: none) is one more header. */
 enum MHD_Result xf_admin_reply(struct MHD_Connection *c, unsigned status, const char *type,
                                const char *body, size_t len, const char *extra_name,
                                const char *extra_value);
