@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct xf_store {
     sqlite3 *db;
@@ -144,6 +145,20 @@ static xf_store_rc migrate(xf_store *s)
     }
 }
 
+/* Switching a new file to WAL needs a moment alone with it, and SQLite does
+ * not always route that through the busy handler: when several processes
+ * create the store at once, retry for up to 10 s. */
+static int set_wal(xf_store *s)
+{
+    for (int attempt = 0;; attempt++) {
+        int rc = exec(s, "PRAGMA journal_mode=WAL");
+        if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) return rc;
+        if (attempt == 1000) return rc;
+        struct timespec ts = {0, 10 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 xf_store_rc xf_store_open(const char *path, xf_store **out, char *err, size_t errlen)
 {
     xf_store *s = calloc(1, sizeof *s);
@@ -159,8 +174,8 @@ xf_store_rc xf_store_open(const char *path, xf_store **out, char *err, size_t er
         r = XF_STORE_ERROR;
     } else {
         sqlite3_busy_timeout(s->db, 10000);
-        if (exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON") !=
-            SQLITE_OK) {
+        if (set_wal(s) != SQLITE_OK ||
+            exec(s, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON") != SQLITE_OK) {
             char tmp[sizeof s->err];
             snprintf(tmp, sizeof tmp, "%s", s->err);
             snprintf(s->err, sizeof s->err, "cannot open store %s: %s", path, tmp);
