@@ -29,6 +29,9 @@ import threading
 import time
 import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from xfedproc import XfedProcess  # noqa: E402
+
 ARGS = None
 BODY_MAX = 65536
 
@@ -80,55 +83,12 @@ def make_cert(d, name):
     return crt, key
 
 
-class Daemon:
-    """xfed --config, its log lines collected by a reader thread."""
+class Daemon(XfedProcess):
+    """xfed --config FILE; its log lines are collected as it runs."""
 
     def __init__(self, config):
-        self.proc = subprocess.Popen([ARGS.xfed, "--config", config], stderr=subprocess.PIPE,
-                                     stdout=subprocess.DEVNULL, text=True)
-        self.lines = []
-        self.lock = threading.Lock()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
+        super().__init__([ARGS.xfed, "--config", config])
         self.port = None
-
-    def _read(self):
-        for line in self.proc.stderr:
-            with self.lock:
-                self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, text, timeout, start=0):
-        """Index of the first line at or after `start` containing text, or None."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                for i in range(start, len(self.lines)):
-                    if text in self.lines[i]:
-                        return i
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        return None
-
-    def count(self):
-        with self.lock:
-            return len(self.lines)
-
-    def log(self):
-        with self.lock:
-            return "\n".join(self.lines)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.reader.join(5)
-        self.proc.stderr.close()
-        return self.proc.returncode
 
 
 class Response:

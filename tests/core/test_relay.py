@@ -21,6 +21,9 @@ import threading
 import time
 import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from xfedproc import XfedProcess  # noqa: E402
+
 ARGS = None
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 OUT_LIMIT = 4 << 20  # the runtime's per-connection output bound
@@ -58,38 +61,15 @@ def listener(rcvbuf=None):
     return s
 
 
-class Proc:
+class Proc(XfedProcess):
     """An xfed process; its log lines are collected by a reader thread."""
 
     def __init__(self, argv):
-        self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     text=True)
-        self.lines = []
-        self.lock = threading.Lock()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
+        super().__init__(argv)
         self.admin = None
 
-    def _read(self):
-        for line in self.proc.stderr:
-            with self.lock:
-                self.lines.append(line.rstrip("\n"))
-
     def wait_for(self, text, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                for line in self.lines:
-                    if text in line:
-                        return line
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        return None
-
-    def log(self):
-        with self.lock:
-            return "\n".join(self.lines)
+        return self.wait_line(text, timeout)
 
     def started(self, ready_text):
         line = self.wait_for("admin listener: http://", 10)
@@ -125,17 +105,6 @@ class Proc:
                     return int(line.split()[1]) * 1024
         return 0
 
-    def stop(self, timeout=15):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.reader.join(5)
-        self.proc.stderr.close()
-        return self.proc.returncode
 
 
 def start_relay(target_port, *extra):
