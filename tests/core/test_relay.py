@@ -111,7 +111,11 @@ def start_relay(target_port, *extra):
     port = free_port()
     p = Proc([ARGS.xfed, "--relay", "127.0.0.1:%d=127.0.0.1:%d" % (port, target_port),
               "--threads", "2", "--admin", "127.0.0.1:0", *extra])
-    p.started("relay started")
+    try:
+        p.started("relay started")
+    except BaseException:
+        p.stop()  # never leave a relay running behind a failed start
+        raise
     p.port = port
     return p
 
