@@ -590,8 +590,7 @@ static enum MHD_Result partner_change(xf_api *api, struct MHD_Connection *c, con
     enum MHD_Result res;
     if (!xf_partner_edits_json(body, e, &named, err, sizeof err))
         res = reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request", "%s", err);
-    else if (named && (strlen(named) > XF_DOMAIN_MAX ||
-                       !xf_domain_normalize(named, norm, why, sizeof why) || strcmp(norm, d) != 0))
+    else if (named && (!xf_domain_normalize(named, norm, why, sizeof why) || strcmp(norm, d) != 0))
         res = reply_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
                           "'domain' in the body must be the domain in the path ('%s'); a primary "
                           "domain cannot be renamed",

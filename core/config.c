@@ -149,8 +149,7 @@ static int on_local(parse_ctx *c, const char *s, const char *domain, const char 
         if (strcmp(cfg->locals[i].domain, domain) == 0) l = &cfg->locals[i];
     if (!l) {
         char norm[XF_DOMAIN_MAX + 1], why[300];
-        if (strlen(domain) > XF_DOMAIN_MAX || !xf_domain_normalize(domain, norm, why, sizeof why))
-            return bad(c, s, name, "%s", strlen(domain) > XF_DOMAIN_MAX ? "domain too long" : why);
+        if (!xf_domain_normalize(domain, norm, why, sizeof why)) return bad(c, s, name, "%s", why);
         if (strcmp(norm, domain) != 0)
             return bad(c, s, name, "local domain '%s' must be lower-case", domain);
         if (cfg->local_count == XF_LOCALS_MAX)

@@ -71,9 +71,8 @@ static void check_domain(const char *d, const char *what, const char *const *loc
                          xf_verdict *v)
 {
     char norm[XF_DOMAIN_MAX + 1], why[XF_VERDICT_MSG_MAX - 64];
-    if (strlen(d) > XF_DOMAIN_MAX || !xf_domain_normalize(d, norm, why, sizeof why)) {
-        xf_verdict_add(v, XF_COMMIT_REFUSED, "%s %s", what,
-                       strlen(d) > XF_DOMAIN_MAX ? "is longer than 253 characters" : why);
+    if (!xf_domain_normalize(d, norm, why, sizeof why)) {
+        xf_verdict_add(v, XF_COMMIT_REFUSED, "%s %s", what, why);
         return;
     }
     if (strcmp(norm, d) != 0)
@@ -101,7 +100,7 @@ static bool proxy_valid(const char *s, char *why, size_t whylen)
         *colon = '\0';
     }
     char norm[XF_DOMAIN_MAX + 1], dwhy[200];
-    if (strlen(host) > XF_DOMAIN_MAX || !xf_domain_normalize(host, norm, dwhy, sizeof dwhy)) {
+    if (!xf_domain_normalize(host, norm, dwhy, sizeof dwhy)) {
         snprintf(why, whylen, "proxy FQDN '%.80s' is not a host name: use HOST[:PORT]", s);
         return false;
     }

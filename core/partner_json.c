@@ -14,11 +14,6 @@ _Static_assert(XF_EDIT_DOMAIN_OPS_MAX >= XF_PARTNER_DOMAINS_MAX,
 bool xf_domain_arg(const char *in, char out[XF_DOMAIN_MAX + 1], const char *what, xf_verdict *v)
 {
     char why[XF_VERDICT_MSG_MAX - 64];
-    if (strlen(in) > XF_DOMAIN_MAX) {
-        xf_verdict_add(v, XF_COMMIT_REFUSED, "%s '%.60s...' is longer than 253 characters", what,
-                       in);
-        return false;
-    }
     if (!xf_domain_normalize(in, out, why, sizeof why)) {
         xf_verdict_add(v, XF_COMMIT_REFUSED, "%s: %s", what, why);
         return false;

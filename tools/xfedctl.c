@@ -344,9 +344,8 @@ static int cmd_partner_get(ctl *c, const char *domain, bool json)
         return l.damaged ? EXIT_STORE : EXIT_COMMITTED;
     }
     char norm[XF_DOMAIN_MAX + 1], why[300];
-    if (strlen(domain) > XF_DOMAIN_MAX || !xf_domain_normalize(domain, norm, why, sizeof why)) {
-        fprintf(stderr, "xfedctl: %s\n",
-                strlen(domain) > XF_DOMAIN_MAX ? "domain longer than 253 characters" : why);
+    if (!xf_domain_normalize(domain, norm, why, sizeof why)) {
+        fprintf(stderr, "xfedctl: %s\n", why);
         return EXIT_REFUSED;
     }
     xf_partner *p = malloc(sizeof *p);
