@@ -17,6 +17,7 @@
 #include "partner.h"
 #include "pstatus.h"
 #include "relay.h"
+#include "s2s.h"
 #include "rt.h"
 #include "snapshot.h"
 #include "store.h"
@@ -83,6 +84,7 @@ static xf_snapshot *load_all(const char *config_path, xf_config *cfg, xf_store *
     xf_snapshot *snap = xf_snapshot_load(*store, locals, nlocals, version, &st->partners_active,
                                          &st->partners_skipped);
     if (!snap) st->errors++;
+    if (snap) xf_snapshot_set_gateway(snap, &g);
     if (st->errors && snap) {
         xf_snapshot_free(snap);
         snap = NULL;
@@ -289,11 +291,26 @@ int main(int argc, char **argv)
                         .rcu = rcu,
                         .rcu_slot = rc.shards + 1,
                         .status = pstatus};
-    xf_admin *admin_srv = start_admin(&cfg.admin_listen, m, &api);
     char err[512];
+    /* The s2s layer: listeners and stream handling for the local domains. */
+    xf_s2s *s2s = NULL;
+    if (cfg.local_count > 0) {
+        s2s = xf_s2s_new(&cfg, pstatus, err, sizeof err);
+        if (!s2s || !xf_s2s_install(s2s, &rc, err, sizeof err)) {
+            xf_log(XF_LOG_ERROR, "s2s: %s", err);
+            xf_s2s_free(s2s);
+            xf_pstatus_free(pstatus);
+            xf_rcu_free(rcu);
+            xf_metrics_free(m);
+            xf_store_close(store);
+            return 1;
+        }
+    }
+    xf_admin *admin_srv = start_admin(&cfg.admin_listen, m, &api);
     xf_rt *rt = admin_srv ? xf_rt_start(&rc, err, sizeof err) : NULL;
     if (!rt) {
         if (admin_srv) xf_log(XF_LOG_ERROR, "runtime: %s", err);
+        xf_s2s_free(s2s);
         xf_admin_stop(admin_srv);
         xf_pstatus_free(pstatus);
         xf_rcu_free(rcu);
@@ -339,6 +356,7 @@ int main(int argc, char **argv)
     xf_admin_set_health(admin_srv, XF_HEALTH_STOPPING);
     xf_rt_stop(rt);
     xf_admin_stop(admin_srv);
+    xf_s2s_free(s2s);
     xf_pstatus_free(pstatus);
     xf_rcu_free(rcu);
     xf_metrics_free(m);

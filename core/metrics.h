@@ -48,6 +48,13 @@ typedef enum {
     XF_METRIC_VERIFY_RESPONSES,    /* counter */
     XF_METRIC_SNAPSHOT_SWAPS,      /* counter */
     XF_METRIC_FAMILY_ROWS_FULL,    /* counter: family rows refused (table full) */
+    XF_METRIC_S2S_IN_OPEN,         /* gauge: inbound s2s streams */
+    XF_METRIC_S2S_OUT_OPEN,        /* gauge: outbound s2s streams */
+    XF_METRIC_DNS_QUERIES,         /* counter, set from the core's resolver */
+    XF_METRIC_DNS_FAILURES,        /* counter, set */
+    XF_METRIC_DNS_CACHE_HITS,      /* counter, set */
+    XF_METRIC_DNS_LATENCY_NS,      /* counter, set: summed lookup latency */
+    XF_METRIC_DNS_ANSWERS,         /* counter, set: lookups in that sum */
     XF_METRIC_CORE_COUNT,
 
     XF_METRIC_PARTNERS_ACTIVE = XF_METRIC_CORE_COUNT, /* gauge, process-wide */
@@ -64,6 +71,9 @@ typedef enum {
     XF_FAMILY_STANZAS_ROUTED,  /* partner, direction */
     XF_FAMILY_AUTHENTICATIONS, /* partner, method, result */
     XF_FAMILY_STREAMS_CLOSED,  /* condition */
+    XF_FAMILY_STREAMS_OPENED,  /* direction */
+    XF_FAMILY_REFUSALS,        /* direction, reason */
+    XF_FAMILY_TLS_HANDSHAKES,  /* direction, version, cipher, result */
     XF_FAMILY_COUNT
 } xf_family;
 

@@ -131,6 +131,8 @@ bool xf_shard_send(xf_shard *s, uint32_t dst, uint32_t type, const void *data, u
 typedef void (*xf_watch_fn)(xf_shard *s, int fd, uint32_t revents, void *arg);
 bool xf_shard_watch(xf_shard *s, int fd, uint32_t events, xf_watch_fn fn, void *arg);
 void *xf_shard_user(xf_shard *s); /* per-shard application state */
+/* This thread's allocation heap (core/heap.h). */
+struct xf_heap *xf_shard_heap(xf_shard *s);
 void xf_shard_set_user(xf_shard *s, void *user);
 
 /* ---- connections (on the owning shard's thread) ----------------------------- */

@@ -1144,3 +1144,8 @@ void xf_shard_set_user(xf_shard *s, void *user)
 {
     s->user = user;
 }
+
+struct xf_heap *xf_shard_heap(xf_shard *s)
+{
+    return s->heap;
+}

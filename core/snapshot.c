@@ -29,6 +29,7 @@ struct xf_snapshot {
     uint32_t mask;  /* slots - 1, slots a power of two >= 2 x domains */
     xf_partner *partners;
     slot *slots;
+    xf_gateway gateway; /* the gateway settings in force with these partners */
 };
 
 static inline unsigned char lower(unsigned char c)
@@ -207,6 +208,7 @@ xf_snapshot *xf_snapshot_build(const xf_partner *partners, size_t n, uint64_t ve
     if (!s) return NULL;
     s->magic = SNAPSHOT_MAGIC;
     s->version = version;
+    xf_gateway_defaults(&s->gateway);
     s->mask = (uint32_t)(nslots - 1);
     s->partners = malloc(sizeof *s->partners * (n ? n : 1));
     s->slots = calloc(nslots, sizeof *s->slots);
@@ -476,4 +478,14 @@ const xf_snapshot *xf_rcu_current(const xf_rcu *r)
 {
     assert(r != NULL);
     return atomic_load_explicit(&((xf_rcu *)r)->current, memory_order_acquire);
+}
+
+const xf_gateway *xf_snapshot_gateway(const xf_snapshot *s)
+{
+    return &s->gateway;
+}
+
+void xf_snapshot_set_gateway(xf_snapshot *s, const xf_gateway *g)
+{
+    s->gateway = *g;
 }

@@ -46,6 +46,10 @@ void xf_snapshot_free(xf_snapshot *s);
 const xf_partner *xf_snapshot_find(const xf_snapshot *s, const char *domain, size_t len);
 
 uint64_t xf_snapshot_version(const xf_snapshot *s);
+/* The gateway settings published with the partners (spec §5 defaults until
+ * set): the cores read timeouts, limits and the dialback secret here. */
+const xf_gateway *xf_snapshot_gateway(const xf_snapshot *s);
+void xf_snapshot_set_gateway(xf_snapshot *s, const xf_gateway *g);
 uint32_t xf_snapshot_count(const xf_snapshot *s);
 const xf_partner *xf_snapshot_partner(const xf_snapshot *s, uint32_t index);
 
