@@ -5,7 +5,8 @@ set -euo pipefail
 XFED_BUILD_PKGS="build-essential cmake pkg-config git ca-certificates openssl sqlite3
   liburing-dev libwolfssl-dev libmimalloc-dev libc-ares-dev libsqlite3-dev libinih-dev
   libjansson-dev libmicrohttpd-dev libexpat1-dev libxml2-dev"
-XFED_TEST_PKGS="dnsmasq-base clang libclang-rt-14-dev python3 prometheus chromium nodejs npm"
+XFED_TEST_PKGS="dnsmasq-base clang libclang-rt-14-dev python3 prometheus chromium nodejs npm
+  prosody lua-unbound ejabberd python3-slixmpp"
 
 xfed_install() {
     local missing=()
