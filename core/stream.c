@@ -995,6 +995,8 @@ static void db_error(xf_stream *st, const char *el, const char *from, const char
         "<db:%s xmlns:db='" NS_DB "' from='%s' to='%s' type='error'><error type='cancel'><%s "
         "xmlns='" NS_STANZAS "'/><text xmlns='" NS_STANZAS "'>%s</text></error></db:%s>",
         el, esc(from, a, sizeof a), esc(to, b, sizeof b), cond, esc(text, t, sizeof t), el);
+    xf_log(XF_LOG_WARN, "s2s in #%u.%llu %s<-%s: db:%s refused: %s: %s", SID(st), from, to, el,
+           cond, text);
     xf_s2s_count_refusal(st->sh, st->dir, cond);
 }
 
