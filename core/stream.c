@@ -278,10 +278,13 @@ static bool tls_sink(void *arg, const uint8_t *data, size_t len)
 }
 
 static void feed(xf_stream *st, const uint8_t *data, size_t len);
+static void tls_ready(xf_stream *st);
 
 static void tls_plain(void *arg, const uint8_t *data, size_t len)
 {
     xf_stream *st = arg;
+    /* Plaintext can come in the same input as the handshake's last flight. */
+    if (!st->tls_done && !st->closing) tls_ready(st);
     if (!st->closing) feed(st, data, len);
 }
 

@@ -24,16 +24,21 @@ class Xfed:
         self.admin_port = free_port("tcp", "127.0.0.1")
         self.store = str(self.dir / "xfed.db")
         self.conf = str(self.dir / "xfed.conf")
-        lines = ["[xfed]", f"threads = {threads}", f"store = {self.store}"]
-        if dns_server:
-            lines.append(f"dns = {dns_server}")
-        lines += ["[admin]", f"listen = 127.0.0.1:{self.admin_port}",
+        self.threads = threads
+        self.dns_server = dns_server  # may be set until start()
+        lines = ["[admin]", f"listen = 127.0.0.1:{self.admin_port}",
                   "[s2s]", f"listen = {host}:{self.port}",
                   f"direct_tls_listen = {host}:{self.tls_port}", f"ca_file = {ca_file}"]
         for d, (crt, key) in locals.items():
             lines += [f"[local {d}]", f"cert = {crt}", f"key = {key}"]
-        Path(self.conf).write_text("\n".join(lines) + "\n")
+        self.rest = lines
         self.proc = None
+
+    def write_conf(self):
+        lines = ["[xfed]", f"threads = {self.threads}", f"store = {self.store}"]
+        if self.dns_server:
+            lines.append(f"dns = {self.dns_server}")
+        Path(self.conf).write_text("\n".join(lines + self.rest) + "\n")
 
     def ctl(self, *args, check=True):
         r = subprocess.run([str(self.build / "tools" / "xfedctl"), "--store", self.store,
@@ -50,6 +55,7 @@ class Xfed:
                         "--dialback", "true" if dialback else "false", *extra)
 
     def start(self, debug=True):
+        self.write_conf()
         argv = [str(self.build / "core" / "xfed"), "--config", self.conf]
         if debug:
             argv.append("--debug")
