@@ -22,6 +22,7 @@
 #include "snapshot.h"
 #include "store.h"
 #include "tls_cert.h"
+#include "tls_session.h"
 #include "verify.h"
 
 #include <getopt.h>
@@ -361,6 +362,7 @@ int main(int argc, char **argv)
     xf_rcu_free(rcu);
     xf_metrics_free(m);
     xf_store_close(store);
+    xf_tls_thread_done();
     xf_log(XF_LOG_INFO, "stopped");
     return 0;
 }

@@ -212,6 +212,11 @@ static void dial_fail(xf_stream *st, const char *cond, const char *why)
 
 static void next_target(xf_stream *st);
 
+void xf_s2s_dial_abort(xf_stream *st, const char *why)
+{
+    dial_fail(st, "remote-server-not-found", why);
+}
+
 static void next_addr(xf_stream *st)
 {
     xf_dial *d = st->dial;
@@ -557,8 +562,11 @@ static void shard_stop(xf_shard *s)
     xf_s2s_shard *sh = app->sh[xf_shard_id(s)];
     if (app->chained_stop) app->chained_stop(s);
     if (!sh) return;
-    if (sh->dns) xf_shard_dns_free(sh->dns);
+    if (sh->dns) xf_shard_dns_free(sh->dns); /* pending lookups end their dials */
     sh->dns = NULL;
+    app->sh[xf_shard_id(s)] = NULL;
+    xf_heap_free(sh);
+    xf_tls_thread_done();
 }
 
 /* ---- set-up ----------------------------------------------------------------------------------- */

@@ -18,6 +18,7 @@
 #include "xml_el.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -407,7 +408,10 @@ static void on_close(xf_conn *c, int err)
     if (st->state == S_DIALING && !st->closing) {
         char why[96];
         snprintf(why, sizeof why, "connect failed: %s", err ? strerror(-err) : "closed");
-        xf_s2s_dial_next(st, why); /* may find another address */
+        if (err == -ECANCELED)
+            xf_s2s_dial_abort(st, "xfed is shutting down");
+        else
+            xf_s2s_dial_next(st, why); /* may find another address */
         leave(st);
         return;
     }
@@ -663,6 +667,7 @@ static void header_in(xf_stream *st, const xf_xml_header *h)
     char to[XF_DOMAIN_MAX + 2], from[XF_DOMAIN_MAX + 2], ver[16];
     bool restart = st->ever_header;
     st->got_header = st->ever_header = true;
+    if (!restart) arm_timer(st); /* from the header deadline to the establishment one */
     if (!xf_slice_eq(h->content_ns, NS_SERVER)) {
         xf_stream_fail(st, "invalid-namespace", "the stream's default namespace must be '%s'",
                        NS_SERVER);

@@ -206,6 +206,7 @@ uint64_t xf_s2s_cookie(xf_s2s_shard *sh, int slot);
 void xf_s2s_dial(xf_stream *st);
 /* A dial step after a connection failed or closed before the stream opened. */
 void xf_s2s_dial_next(xf_stream *st, const char *why);
+void xf_s2s_dial_abort(xf_stream *st, const char *why);
 void xf_s2s_out_unlink(xf_stream *st);
 /* Verification thread: the answer to the asking core. */
 void xf_s2s_verify_done(xf_stream *st, xf_db_result r, const char *why);

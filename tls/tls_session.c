@@ -2,6 +2,7 @@
 
 #include <wolfssl/options.h> /* must come first: the library's build configuration */
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/error-ssl.h>
 #include <wolfssl/openssl/x509v3.h>
 #include <wolfssl/wolfio.h>
@@ -379,4 +380,11 @@ bool xf_tls_peer_chain_valid(const xf_tls *t)
     if (!t->ready || t->chain_bad) return false;
     WOLFSSL_X509_CHAIN *chain = wolfSSL_get_peer_chain(t->ssl);
     return chain && wolfSSL_get_chain_count(chain) > 0;
+}
+
+void xf_tls_thread_done(void)
+{
+#ifdef FP_ECC
+    wc_ecc_fp_free();
+#endif
 }

@@ -44,6 +44,10 @@ typedef enum {
 xf_tls_ctx *xf_tls_ctx_new(const xf_tls_identity *ids, size_t n, const char *ca_file,
                            bool system_cas, char *err, size_t errlen);
 void xf_tls_ctx_free(xf_tls_ctx *c);
+/* A thread that used TLS or certificate checks calls this before it exits:
+ * wolfSSL keeps a per-thread ECC point cache (FP_ECC) that only its own
+ * thread can free. */
+void xf_tls_thread_done(void);
 
 /* Server side of an inbound STARTTLS or direct-TLS stream. */
 xf_tls *xf_tls_accept(xf_tls_ctx *c, xf_tls_sink sink, void *sink_arg);

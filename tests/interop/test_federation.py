@@ -111,8 +111,14 @@ class Federation(unittest.TestCase):
         self.addCleanup(c.disconnect)
         return s, c
 
+    def stop_xfed(self):
+        proc = self.x.proc
+        rc = self.x.stop()
+        if rc not in (0, None):  # a crash or a sanitizer report
+            raise AssertionError(f"xfed exited with {rc}:\n{proc.log()[-6000:]}")
+
     def xfed(self, domain, row, *extra):
-        self.x.stop()
+        self.stop_xfed()
         self.x.partner(domain, *ROWS[row], *extra)
         self.x.start()
 
@@ -143,7 +149,7 @@ class Federation(unittest.TestCase):
         if kind != "unlisted":
             self.xfed(domain, row, *extra)
         else:
-            self.x.stop()
+            self.stop_xfed()
             self.x.start()
         _, client = self.peer(kind, opts, cert=cert)
         ok, err = client.ping(LOCAL, timeout=20)

@@ -188,13 +188,14 @@ class S2SStreams(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        proc = cls.x.proc
         rc = cls.x.stop()
         cls.dns.stop()
         cls.auth.stop()
         if os.environ.get("KEEP_TMP") is None:
             shutil.rmtree(cls.tmp, ignore_errors=True)
         if rc not in (0, None):
-            raise AssertionError(f"xfed exited with {rc}")
+            raise AssertionError(f"xfed exited with {rc}:\n{proc.log()[-6000:]}")
 
     def wire(self):
         w = Wire(self.x.port)
