@@ -110,8 +110,8 @@ bool xf_s2s_limit_take(xf_s2s_shard *sh, const xf_partner *p, int dir, const cha
     uint32_t total = atomic_fetch_add(&app->streams_total, 1) + 1;
     if (total > g->connection_limit) {
         atomic_fetch_sub(&app->streams_total, 1);
-        snprintf(sh->why, sizeof sh->why,
-                 "the gateway's connection limit (%u streams) is reached", g->connection_limit);
+        snprintf(sh->why, sizeof sh->why, "the gateway's connection limit (%u streams) is reached",
+                 g->connection_limit);
         *why = sh->why;
         return false;
     }
@@ -178,8 +178,8 @@ static xf_shard_dns *dns_of(xf_s2s_shard *sh)
 {
     if (!sh->dns) {
         char err[256];
-        sh->dns = xf_shard_dns_new(sh->shard, sh->app->dns[0] ? sh->app->dns : NULL, err,
-                                   sizeof err);
+        sh->dns =
+            xf_shard_dns_new(sh->shard, sh->app->dns[0] ? sh->app->dns : NULL, err, sizeof err);
         if (!sh->dns) xf_log(XF_LOG_ERROR, "s2s: DNS resolver: %s", err);
     }
     return sh->dns;
@@ -189,7 +189,8 @@ static void dial_fail(xf_stream *st, const char *cond, const char *why)
 {
     xf_s2s_shard *sh = st->sh;
     xf_log(XF_LOG_WARN, "s2s %s #%u.%llu %s->%s: %s: %s", st->dir == XF_DIR_OUT ? "out" : "verify",
-           (unsigned)(st->sid >> 40), (unsigned long long)(st->sid & 0xffffffffffull), sh->app->locals[st->local], st->remote, cond, why);
+           (unsigned)(st->sid >> 40), (unsigned long long)(st->sid & 0xffffffffffull),
+           sh->app->locals[st->local], st->remote, cond, why);
     xf_s2s_count_refusal(sh, st->dir, cond);
     if (st->dir == XF_DIR_VERIFY) {
         xf_s2s_verify_done(st, XF_DB_ERROR, why);
@@ -198,8 +199,8 @@ static void dial_fail(xf_stream *st, const char *cond, const char *why)
             xf_pstatus_auth_failed(sh->app->pstatus, sh->id, st->status_row, why, time(NULL));
         if (st->qcount)
             xf_log(XF_LOG_WARN, "s2s out #%u.%llu %s->%s: %u stanza(s) not sent (%s)",
-                   (unsigned)(st->sid >> 40), (unsigned long long)(st->sid & 0xffffffffffull), sh->app->locals[st->local], st->remote,
-                   st->qcount, cond);
+                   (unsigned)(st->sid >> 40), (unsigned long long)(st->sid & 0xffffffffffull),
+                   sh->app->locals[st->local], st->remote, st->qcount, cond);
         if (st->counted) xf_s2s_limit_give(sh, st->partner, st->dir);
         if (st->status_row >= 0)
             xf_pstatus_stream(sh->app->pstatus, sh->id, st->status_row, XF_PSTATUS_OUT, -1);
@@ -224,8 +225,8 @@ static void next_addr(xf_stream *st)
         struct sockaddr_storage *a = &d->addrs[d->next_addr++];
         socklen_t len =
             a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-        xf_conn *c = xf_conn_connect(st->sh->shard, (struct sockaddr *)a, len,
-                                     CONNECT_TIMEOUT_MS, &xf_stream_ops, st);
+        xf_conn *c = xf_conn_connect(st->sh->shard, (struct sockaddr *)a, len, CONNECT_TIMEOUT_MS,
+                                     &xf_stream_ops, st);
         if (c) {
             st->c = c;
             st->direct_tls = d->direct;
@@ -323,8 +324,7 @@ void xf_s2s_dial(xf_stream *st)
     if (st->dir == XF_DIR_VERIFY) {
         proxy = st->vreq->proxy;
     } else {
-        const xf_partner *p =
-            xf_snapshot_find(xf_s2s_snap(st->sh), st->remote, strlen(st->remote));
+        const xf_partner *p = xf_snapshot_find(xf_s2s_snap(st->sh), st->remote, strlen(st->remote));
         if (p) proxy = p->proxy_fqdn;
     }
     if (proxy[0]) { /* the operator's proxy FQDN overrides SRV */
@@ -379,8 +379,8 @@ static bool out_local(xf_s2s_shard *sh, uint32_t local, const char *remote, cons
         }
         st->next = sh->outs;
         sh->outs = st;
-        xf_log(XF_LOG_DEBUG, "s2s out #%u.%llu %s->%s: opening", (unsigned)(st->sid >> 40), (unsigned long long)(st->sid & 0xffffffffffull),
-               sh->app->locals[local], remote);
+        xf_log(XF_LOG_DEBUG, "s2s out #%u.%llu %s->%s: opening", (unsigned)(st->sid >> 40),
+               (unsigned long long)(st->sid & 0xffffffffffull), sh->app->locals[local], remote);
         if (!xf_stream_out_send(st, data, len)) return false;
         xf_s2s_dial(st);
         return true;
@@ -418,7 +418,10 @@ void xf_s2s_verify_done(xf_stream *st, xf_db_result r, const char *why)
     snprintf(rep.why, sizeof rep.why, "%s", why);
     xf_log(r == XF_DB_VALID ? XF_LOG_DEBUG : XF_LOG_WARN, "verify: %s claims %s: %s (%s)",
            st->vreq->originating, st->vreq->receiving,
-           r == XF_DB_VALID ? "valid" : r == XF_DB_INVALID ? "invalid" : "error", why);
+           r == XF_DB_VALID     ? "valid"
+           : r == XF_DB_INVALID ? "invalid"
+                                : "error",
+           why);
     if (!xf_shard_send(st->sh->shard, st->vsrc, XF_MSG_DBV_REPLY, &rep, sizeof rep))
         xf_log(XF_LOG_ERROR, "verify: reply queue to core %u full: the check times out there",
                st->vsrc);
@@ -460,11 +463,6 @@ static void on_verify_msg(xf_shard *s, uint32_t src, const xf_spsc_rec *r)
 
 /* ---- core messages -------------------------------------------------------------------------- */
 
-typedef struct {
-    uint32_t local;
-    char domain[XF_DOMAIN_MAX + 1];
-} probe_msg;
-
 static void on_core_msg(xf_shard *s, uint32_t src, const xf_spsc_rec *r)
 {
     xf_s2s_app *app = xf_rt_app(xf_shard_rt(s));
@@ -492,25 +490,10 @@ static void on_core_msg(xf_shard *s, uint32_t src, const xf_spsc_rec *r)
         if (h.local >= app->nlocals ||
             !out_local(sh, h.local, h.remote, (const uint8_t *)r->data + sizeof h,
                        r->len - sizeof h))
-            xf_log(XF_LOG_WARN, "s2s: a stanza for %s could not be queued (no partner or "
-                                "queue full)",
+            xf_log(XF_LOG_WARN,
+                   "s2s: a stanza for %s could not be queued (no partner or "
+                   "queue full)",
                    h.remote);
-        break;
-    }
-    case XF_MSG_PROBE: {
-        if (r->len != sizeof(probe_msg)) break;
-        probe_msg m;
-        memcpy(&m, r->data, sizeof m);
-        m.domain[XF_DOMAIN_MAX] = 0;
-        char iq[XF_DOMAIN_MAX * 2 + 200];
-        int n = snprintf(iq, sizeof iq,
-                         "<iq type='get' id='xfed-probe-%u-%llu' from='%s' to='%s'><ping "
-                         "xmlns='urn:xmpp:ping'/></iq>",
-                         sh->id, (unsigned long long)++sh->probes, app->locals[m.local],
-                         m.domain);
-        bool ok = xf_s2s_route_out(sh, m.local, m.domain, iq, (size_t)n);
-        xf_log(ok ? XF_LOG_INFO : XF_LOG_WARN, "probe: ping %s -> %s %s", app->locals[m.local],
-               m.domain, ok ? "queued" : "refused (not a partner, or its queue is full)");
         break;
     }
     default: xf_log(XF_LOG_ERROR, "s2s: unexpected message type %u from %u", r->type, src); break;
@@ -532,7 +515,8 @@ static void on_accept(xf_conn *c, void *arg)
     xf_stream_accepted(st, c, l->direct);
 }
 
-/* ---- thread hooks ------------------------------------------------------------------------------ */
+/* ---- thread hooks ------------------------------------------------------------------------------
+ */
 
 static void shard_start(xf_shard *s)
 {
@@ -569,7 +553,8 @@ static void shard_stop(xf_shard *s)
     xf_tls_thread_done();
 }
 
-/* ---- set-up ----------------------------------------------------------------------------------- */
+/* ---- set-up -----------------------------------------------------------------------------------
+ */
 
 xf_s2s *xf_s2s_new(const xf_config *cfg, xf_pstatus *pstatus, char *err, size_t errlen)
 {
@@ -666,20 +651,4 @@ bool xf_s2s_install(xf_s2s *s, xf_rt_config *rc, char *err, size_t errlen)
     rc->on_msg = on_core_msg;
     rc->app = app;
     return true;
-}
-
-bool xf_s2s_probe(xf_s2s *s, xf_rt *rt, const char *domain, const char *local)
-{
-    xf_s2s_app *app = &s->app;
-    probe_msg m = {0, ""};
-    if (local) {
-        int li = xf_s2s_local_index(app, local, strlen(local));
-        if (li < 0) return false;
-        m.local = (uint32_t)li;
-    }
-    snprintf(m.domain, sizeof m.domain, "%s", domain);
-    for (char *p = m.domain; *p; p++)
-        if (*p >= 'A' && *p <= 'Z') *p = (char)(*p + 32);
-    /* Core 0 builds the ping; xf_s2s_route_out takes it to the owner core. */
-    return xf_rt_post(rt, 0, XF_MSG_PROBE, &m, sizeof m);
 }

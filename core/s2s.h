@@ -38,10 +38,4 @@ void xf_s2s_free(xf_s2s *s);
  * chained). rc->shards must be final. False with a message (bad address). */
 bool xf_s2s_install(xf_s2s *s, xf_rt_config *rc, char *err, size_t errlen);
 
-/* Control thread: ask the partner's owner core to open (or reuse) an outbound
- * stream to `domain` from `local` (NULL: the first local domain) and send an
- * XEP-0199 ping; the answer and every step are logged and counted. False when
- * the message could not be queued. */
-bool xf_s2s_probe(xf_s2s *s, xf_rt *rt, const char *domain, const char *local);
-
 #endif

@@ -26,16 +26,15 @@
 #include <strings.h>
 #include <time.h>
 
-#define NS_STREAMS  "http://etherx.jabber.org/streams"
-#define NS_SERVER   "jabber:server"
-#define NS_DB       "jabber:server:dialback"
-#define NS_TLS      "urn:ietf:params:xml:ns:xmpp-tls"
-#define NS_SASL     "urn:ietf:params:xml:ns:xmpp-sasl"
-#define NS_SERR     "urn:ietf:params:xml:ns:xmpp-streams"
-#define NS_STANZAS  "urn:ietf:params:xml:ns:xmpp-stanzas"
-#define NS_DBFEAT   "urn:xmpp:features:dialback"
-#define NS_PING     "urn:xmpp:ping"
-#define PROBE_ID    "xfed-probe-"
+#define NS_STREAMS "http://etherx.jabber.org/streams"
+#define NS_SERVER  "jabber:server"
+#define NS_DB      "jabber:server:dialback"
+#define NS_TLS     "urn:ietf:params:xml:ns:xmpp-tls"
+#define NS_SASL    "urn:ietf:params:xml:ns:xmpp-sasl"
+#define NS_SERR    "urn:ietf:params:xml:ns:xmpp-streams"
+#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define NS_DBFEAT  "urn:xmpp:features:dialback"
+#define NS_PING    "urn:xmpp:ping"
 /* Log id of a stream: core.sequence */
 #define SID(st) (unsigned)((st)->sid >> 40), (unsigned long long)((st)->sid & 0xffffffffffull)
 
@@ -74,8 +73,7 @@ static bool wr(xf_stream *st, const void *data, size_t len)
     if (!ok) {
         /* Past the output bound: a peer that stops reading is cut off. */
         xf_log(XF_LOG_WARN, "s2s %s #%u.%llu %s: output bound exceeded (%zu bytes queued): closing",
-               dir_name(st), SID(st), st->remote,
-               xf_conn_queued(st->c));
+               dir_name(st), SID(st), st->remote, xf_conn_queued(st->c));
         xf_s2s_count_refusal(st->sh, st->dir, "output-bound");
         st->closing = true;
         xf_conn_close(st->c, false);
@@ -291,9 +289,8 @@ static void tls_plain(void *arg, const uint8_t *data, size_t len)
 
 static void count_tls(xf_stream *st, bool ok)
 {
-    const char *v[] = {st->dir == XF_DIR_IN ? "in" : "out",
-                       ok ? xf_tls_version(st->tls) : "none", ok ? xf_tls_cipher(st->tls) : "none",
-                       ok ? "success" : "failure"};
+    const char *v[] = {st->dir == XF_DIR_IN ? "in" : "out", ok ? xf_tls_version(st->tls) : "none",
+                       ok ? xf_tls_cipher(st->tls) : "none", ok ? "success" : "failure"};
     xf_family_inc(st->sh->m, XF_FAMILY_TLS_HANDSHAKES,
                   xf_family_row(st->sh->m, XF_FAMILY_TLS_HANDSHAKES, v), 1);
 }
@@ -316,9 +313,8 @@ static void tls_in(xf_stream *st, const uint8_t *data, size_t len)
     if (!st->tls_done && xf_tls_ready(st->tls) && !st->closing) tls_ready(st);
     if (rc == XF_TLS_ERROR && !st->closing) {
         if (!st->tls_done) count_tls(st, false);
-        xf_log(XF_LOG_WARN, "s2s %s #%u.%llu %s: TLS failed: %s", dir_name(st),
-               SID(st), st->remote[0] ? st->remote : "?",
-               xf_tls_error(st->tls));
+        xf_log(XF_LOG_WARN, "s2s %s #%u.%llu %s: TLS failed: %s", dir_name(st), SID(st),
+               st->remote[0] ? st->remote : "?", xf_tls_error(st->tls));
         xf_s2s_count_refusal(st->sh, st->dir, "tls-error");
         if (st->status_row >= 0)
             xf_pstatus_auth_failed(st->sh->app->pstatus, st->sh->id, st->status_row,
@@ -431,8 +427,7 @@ static void on_close(xf_conn *c, int err)
                    SID(st), local_name(st), st->remote, st->qcount);
         xf_s2s_out_unlink(st);
     }
-    xf_log(XF_LOG_DEBUG, "s2s %s #%u.%llu: connection closed (%d)", dir_name(st),
-           SID(st), err);
+    xf_log(XF_LOG_DEBUG, "s2s %s #%u.%llu: connection closed (%d)", dir_name(st), SID(st), err);
     st->dead = true;
     leave(st);
 }
@@ -571,9 +566,8 @@ void xf_stream_connected(xf_stream *st, bool direct)
         xf_metric_add(st->sh->m, XF_METRIC_S2S_OUT_OPEN, 1);
         xf_family_inc(st->sh->m, XF_FAMILY_STREAMS_OPENED, st->sh->row_out_opened, 1);
     }
-    xf_log(XF_LOG_DEBUG, "s2s %s #%u.%llu %s->%s: connected%s", dir_name(st),
-           SID(st), local_name(st), st->remote,
-           direct ? " (direct TLS)" : "");
+    xf_log(XF_LOG_DEBUG, "s2s %s #%u.%llu %s->%s: connected%s", dir_name(st), SID(st),
+           local_name(st), st->remote, direct ? " (direct TLS)" : "");
     arm_timer(st);
     if (direct) {
         start_tls(st, NULL, 0);
@@ -588,8 +582,7 @@ void xf_stream_connected(xf_stream *st, bool direct)
 static void flush_queue(xf_stream *st)
 {
     if (st->qlen && wr(st, st->q, st->qlen)) {
-        xf_log(XF_LOG_DEBUG, "s2s out #%u.%llu: %u queued stanza(s) sent",
-               SID(st), st->qcount);
+        xf_log(XF_LOG_DEBUG, "s2s out #%u.%llu: %u queued stanza(s) sent", SID(st), st->qcount);
     }
     xf_heap_free(st->q);
     st->q = NULL;
@@ -629,9 +622,9 @@ static void out_ready(xf_stream *st, unsigned method)
     count_auth(st, st->partner, method, true);
     if (st->status_row >= 0)
         xf_pstatus_auth_ok(st->sh->app->pstatus, st->sh->id, st->status_row, method, time(NULL));
-    xf_log(XF_LOG_INFO, "s2s out #%u.%llu %s->%s: authenticated, method=%s%s%s",
-           SID(st), local_name(st), st->remote, xf_neg_method_name(method),
-           st->tls ? " tls=" : "", st->tls ? xf_tls_version(st->tls) : "");
+    xf_log(XF_LOG_INFO, "s2s out #%u.%llu %s->%s: authenticated, method=%s%s%s", SID(st),
+           local_name(st), st->remote, xf_neg_method_name(method), st->tls ? " tls=" : "",
+           st->tls ? xf_tls_version(st->tls) : "");
     arm_timer(st);
     flush_queue(st);
 }
@@ -683,7 +676,9 @@ static void header_in(xf_stream *st, const xf_xml_header *h)
     int li = tn == SIZE_MAX ? -1 : xf_s2s_local_index(st->sh->app, to, tn);
     if (li < 0 || (restart && li != st->local)) {
         xf_stream_fail(st, "host-unknown", "'%s' is not a domain served here",
-                       tn == SIZE_MAX ? "(too long)" : tn == 0 ? "(no 'to')" : to);
+                       tn == SIZE_MAX ? "(too long)"
+                       : tn == 0      ? "(no 'to')"
+                                      : to);
         return;
     }
     st->local = (uint8_t)li;
@@ -700,16 +695,15 @@ static void header_in(xf_stream *st, const xf_xml_header *h)
         snprintf(st->remote, sizeof st->remote, "%s", from);
         p = partner_of(st, from);
         if (!p) {
-            xf_stream_fail(st, "policy-violation", "'%s' is not a federated partner domain",
-                           from);
+            xf_stream_fail(st, "policy-violation", "'%s' is not a federated partner domain", from);
             return;
         }
         if (!xf_stream_attach(st, p)) return;
     }
     bool sasl_done = false;
     for (int i = 0; i < XF_S2S_PAIRS_MAX; i++)
-        sasl_done |= st->pairs[i].state == XF_PAIR_VALID &&
-                     st->pairs[i].method == XF_METHOD_SASL_TLS;
+        sasl_done |=
+            st->pairs[i].state == XF_PAIR_VALID && st->pairs[i].method == XF_METHOD_SASL_TLS;
     if (!st->peer_v1) {
         /* Pre-1.0 (XEP-0220 legacy): no features, dialback on this transport only. */
         if (p && !(xf_matrix_row(p->tls, p->sasl, p->dialback)->methods & db_method(st))) {
@@ -743,7 +737,8 @@ static void header_in(xf_stream *st, const xf_xml_header *h)
                       f.starttls == XF_STARTTLS_REQUIRED ? "<required/>" : "");
     if (f.external)
         n += snprintf(buf + n, sizeof buf - (size_t)n,
-                      "<mechanisms xmlns='" NS_SASL "'><mechanism>EXTERNAL</mechanism></mechanisms>");
+                      "<mechanisms xmlns='" NS_SASL
+                      "'><mechanism>EXTERNAL</mechanism></mechanisms>");
     if (f.dialback)
         n += snprintf(buf + n, sizeof buf - (size_t)n,
                       "<dialback xmlns='" NS_DBFEAT "'><errors/></dialback>");
@@ -784,8 +779,7 @@ static void send_db_verify(xf_stream *st)
     xf_dbv_request *q = st->vreq;
     char a[XF_DOMAIN_MAX * 6], b[XF_DOMAIN_MAX * 6], id[XF_S2S_PEER_ID_MAX * 6],
         k[XF_S2S_KEY_MAX * 6];
-    wrf(st,
-        "<db:verify xmlns:db='" NS_DB "' from='%s' to='%s' id='%s'>%s</db:verify>",
+    wrf(st, "<db:verify xmlns:db='" NS_DB "' from='%s' to='%s' id='%s'>%s</db:verify>",
         esc(q->receiving, a, sizeof a), esc(q->originating, b, sizeof b),
         esc(q->stream_id, id, sizeof id), esc(q->key, k, sizeof k));
     st->state = S_VERIFY;
@@ -809,8 +803,7 @@ static void out_step(xf_stream *st)
     }
     const xf_partner *p = partner_of(st, st->partner);
     if (!p) {
-        xf_stream_fail(st, "policy-violation", "'%s' is no longer a federated partner",
-                       st->remote);
+        xf_stream_fail(st, "policy-violation", "'%s' is no longer a federated partner", st->remote);
         return;
     }
     xf_out_step s = xf_neg_next_out(p, st->tls != NULL, &st->offered, st->external_failed);
@@ -836,8 +829,8 @@ static void out_step(xf_stream *st)
             return;
         }
         char to[XF_DOMAIN_MAX * 6];
-        wrf(st, "<db:result xmlns:db='" NS_DB "' from='%s' to='%s'>%s</db:result>",
-            local_name(st), esc(st->remote, to, sizeof to), key);
+        wrf(st, "<db:result xmlns:db='" NS_DB "' from='%s' to='%s'>%s</db:result>", local_name(st),
+            esc(st->remote, to, sizeof to), key);
         st->state = S_DB;
         break;
     }
@@ -896,8 +889,8 @@ static step element_out(xf_stream *st, const xf_xml_stanza *s, const xf_el *e)
         char cn[64] = "?";
         if (xf_el_child(e, &it, &cond))
             snprintf(cn, sizeof cn, "%.*s", (int)cond.name.len, cond.name.ptr);
-        xf_log(XF_LOG_WARN, "s2s out #%u.%llu %s->%s: SASL EXTERNAL refused (%s)",
-               SID(st), local_name(st), st->remote, cn);
+        xf_log(XF_LOG_WARN, "s2s out #%u.%llu %s->%s: SASL EXTERNAL refused (%s)", SID(st),
+               local_name(st), st->remote, cn);
         count_auth(st, st->partner, XF_METHOD_SASL_TLS, false);
         st->external_failed = true;
         out_step(st);
@@ -970,10 +963,9 @@ static void pair_valid(xf_stream *st, xf_pair *pr, unsigned method)
     count_auth(st, pd, method, true);
     if (st->status_row >= 0)
         xf_pstatus_auth_ok(st->sh->app->pstatus, st->sh->id, st->status_row, method, time(NULL));
-    xf_log(XF_LOG_INFO, "s2s in #%u.%llu %s<-%s: authenticated, method=%s%s%s",
-           SID(st), st->sh->app->locals[pr->local], pr->remote,
-           xf_neg_method_name(method), st->tls ? " tls=" : "",
-           st->tls ? xf_tls_version(st->tls) : "");
+    xf_log(XF_LOG_INFO, "s2s in #%u.%llu %s<-%s: authenticated, method=%s%s%s", SID(st),
+           st->sh->app->locals[pr->local], pr->remote, xf_neg_method_name(method),
+           st->tls ? " tls=" : "", st->tls ? xf_tls_version(st->tls) : "");
     st->last_stanza = xf_now_ms();
     arm_timer(st);
 }
@@ -1011,8 +1003,8 @@ static void db_error(xf_stream *st, const char *el, const char *from, const char
 static void db_answer(xf_stream *st, const char *from, const char *to, const char *type)
 {
     char a[XF_DOMAIN_MAX * 6], b[XF_DOMAIN_MAX * 6];
-    wrf(st, "<db:result xmlns:db='" NS_DB "' from='%s' to='%s' type='%s'/>",
-        esc(from, a, sizeof a), esc(to, b, sizeof b), type);
+    wrf(st, "<db:result xmlns:db='" NS_DB "' from='%s' to='%s' type='%s'/>", esc(from, a, sizeof a),
+        esc(to, b, sizeof b), type);
 }
 
 static void db_result_in(xf_stream *st, const xf_el *e)
@@ -1127,9 +1119,8 @@ void xf_stream_dbv_reply(xf_stream *st, int slot, const xf_dbv_reply *r)
         }
         const xf_partner *p = partner_of(st, pr->remote);
         count_auth(st, p ? p->domain : pr->remote, db_method(st), false);
-        xf_log(XF_LOG_WARN, "s2s in #%u.%llu %s<-%s: dialback %s: %s", SID(st),
-               local, pr->remote, r->result == XF_DB_INVALID ? "key invalid" : "check failed",
-               r->why);
+        xf_log(XF_LOG_WARN, "s2s in #%u.%llu %s<-%s: dialback %s: %s", SID(st), local, pr->remote,
+               r->result == XF_DB_INVALID ? "key invalid" : "check failed", r->why);
         if (r->result == XF_DB_ERROR && st->peer_db_errors)
             db_error(st, "result", local, pr->remote, "remote-server-timeout", r->why);
         else
@@ -1181,8 +1172,7 @@ static void db_verify_in(xf_stream *st, const xf_el *e)
         esc(to, ea, sizeof ea), esc(from, eb, sizeof eb), esc(id, ei, sizeof ei),
         ok ? "valid" : "invalid");
     xf_log(ok ? XF_LOG_DEBUG : XF_LOG_WARN, "s2s in #%u.%llu: db:verify from %s for %s: %s",
-           SID(st), from, to,
-           ok ? "valid" : (p ? "invalid key" : "not a partner: invalid"));
+           SID(st), from, to, ok ? "valid" : (p ? "invalid key" : "not a partner: invalid"));
 }
 
 static void sasl_in(xf_stream *st, const xf_el *e)
@@ -1206,9 +1196,9 @@ static void sasl_in(xf_stream *st, const xf_el *e)
     if (v == XF_NEG_SASL_NOT_AUTHORIZED) {
         count_auth(st, pd, XF_METHOD_SASL_TLS, false);
         xf_s2s_count_refusal(st->sh, st->dir, "sasl-not-authorized");
-        xf_log(XF_LOG_WARN, "s2s in #%u.%llu %s<-%s: SASL EXTERNAL refused: %s",
-               SID(st), local_name(st), st->remote[0] ? st->remote : "?",
-               !p    ? "no partner named on the stream header"
+        xf_log(XF_LOG_WARN, "s2s in #%u.%llu %s<-%s: SASL EXTERNAL refused: %s", SID(st),
+               local_name(st), st->remote[0] ? st->remote : "?",
+               !p           ? "no partner named on the stream header"
                : !f.cert_ok ? "the certificate does not prove the domain (chain or name)"
                             : "SASL is not allowed by this partner's settings");
         wrf(st, "<failure xmlns='" NS_SASL "'><not-authorized/></failure>");
@@ -1270,8 +1260,7 @@ static void stanza_in(xf_stream *st, const xf_xml_stanza *s, const xf_el *e)
         any_valid |= st->pairs[i].state == XF_PAIR_VALID;
     if (!any_valid) {
         xf_neg_facts f = {partner_of(st, st->remote), st->tls != NULL, false};
-        refuse_verdict(st, xf_neg_check_in(&f, XF_IN_STANZA, st->peer_db_errors),
-                       "a stanza");
+        refuse_verdict(st, xf_neg_check_in(&f, XF_IN_STANZA, st->peer_db_errors), "a stanza");
         return;
     }
     char from[XF_DOMAIN_MAX + 2], to[XF_DOMAIN_MAX + 2];
@@ -1305,24 +1294,18 @@ static void stanza_in(xf_stream *st, const xf_xml_stanza *s, const xf_el *e)
         /* XEP-0199: the server answers for its own domain. */
         char out[1024], ei[1536], ef[XF_DOMAIN_MAX * 6 + 8], raw_from[1024];
         if (decode_to(s->from, raw_from, sizeof raw_from) == SIZE_MAX) return;
-        int n = snprintf(out, sizeof out, "<iq type='result' id='%s' from='%s' to='%s'/>",
-                         esc(id, ei, sizeof ei), st->sh->app->locals[li],
-                         esc(raw_from, ef, sizeof ef));
+        int n =
+            snprintf(out, sizeof out, "<iq type='result' id='%s' from='%s' to='%s'/>",
+                     esc(id, ei, sizeof ei), st->sh->app->locals[li], esc(raw_from, ef, sizeof ef));
         if (n > 0 && (size_t)n < sizeof out &&
             !xf_s2s_route_out(st->sh, (uint32_t)li, from, out, (size_t)n))
             xf_log(XF_LOG_WARN, "s2s: ping answer to %s dropped: no outbound capacity", from);
         return;
     }
-    if (is_iq && strncmp(id, PROBE_ID, sizeof PROBE_ID - 1) == 0 &&
-        (strcmp(type, "result") == 0 || strcmp(type, "error") == 0)) {
-        xf_log(XF_LOG_INFO, "probe: %s answered the ping from %s: %s", from,
-               st->sh->app->locals[li], type);
-        return;
-    }
     /* Routing to internal servers arrives with the routing layer: until
      * then a request is answered, never dropped silently. */
-    xf_log(XF_LOG_DEBUG, "s2s in #%u.%llu %s<-%s: %.*s stanza not routed (no route yet)",
-           SID(st), to, from, (int)s->name.len, s->name.ptr);
+    xf_log(XF_LOG_DEBUG, "s2s in #%u.%llu %s<-%s: %.*s stanza not routed (no route yet)", SID(st),
+           to, from, (int)s->name.len, s->name.ptr);
 }
 
 static step element_in(xf_stream *st, const xf_xml_stanza *s, const xf_el *e)
@@ -1411,12 +1394,13 @@ static void feed(xf_stream *st, const uint8_t *data, size_t len)
                 bool has = xf_el_child(&e, &it, &cond);
                 if (xf_el_find(&e, "text", NS_SERR, &tx)) xf_el_text(&tx, text, sizeof text);
                 xf_log(XF_LOG_WARN, "s2s %s #%u.%llu %s: the peer sent stream error %.*s%s%s",
-                       dir_name(st), SID(st),
-                       st->remote[0] ? st->remote : "?", has ? (int)cond.name.len : 1,
-                       has ? cond.name.ptr : "?", text[0] ? ": " : "", text);
+                       dir_name(st), SID(st), st->remote[0] ? st->remote : "?",
+                       has ? (int)cond.name.len : 1, has ? cond.name.ptr : "?", text[0] ? ": " : "",
+                       text);
                 if (st->dir == XF_DIR_VERIFY)
-                    xf_s2s_verify_done(st, XF_DB_ERROR, "the authoritative server sent a "
-                                                        "stream error");
+                    xf_s2s_verify_done(st, XF_DB_ERROR,
+                                       "the authoritative server sent a "
+                                       "stream error");
                 xf_stream_fail(st, NULL, "after the peer's stream error");
                 break;
             }

@@ -20,22 +20,21 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define XF_S2S_PAIRS_MAX   4    /* domain pairs authenticated on one inbound stream */
-#define XF_S2S_ADDRS_MAX   8    /* addresses tried per outbound dial */
-#define XF_S2S_TARGETS_MAX 8    /* SRV targets tried per outbound dial */
-#define XF_S2S_PENDING_MAX 1024 /* db:result checks in flight per core */
-#define XF_S2S_ID_LEN      16   /* our stream ids: 16 hex digits */
-#define XF_S2S_PEER_ID_MAX 128  /* a peer's stream id we keep for dialback */
-#define XF_S2S_KEY_MAX     256  /* a dialback key we accept */
-#define XF_S2S_HEADER_MS   10000 /* the peer's header must come within 10 s (spec §8) */
-#define XF_S2S_VERIFY_MS   30000 /* a db:verify round trip gives up after this */
-#define XF_S2S_LIMIT_SLOTS 4096 /* per-partner connection counters (power of two) */
-#define XF_S2S_QUEUE_STANZAS 10000      /* per outbound stream while it negotiates (spec §7) */
-#define XF_S2S_QUEUE_BYTES (16u << 20)
+#define XF_S2S_PAIRS_MAX     4     /* domain pairs authenticated on one inbound stream */
+#define XF_S2S_ADDRS_MAX     8     /* addresses tried per outbound dial */
+#define XF_S2S_TARGETS_MAX   8     /* SRV targets tried per outbound dial */
+#define XF_S2S_PENDING_MAX   1024  /* db:result checks in flight per core */
+#define XF_S2S_ID_LEN        16    /* our stream ids: 16 hex digits */
+#define XF_S2S_PEER_ID_MAX   128   /* a peer's stream id we keep for dialback */
+#define XF_S2S_KEY_MAX       256   /* a dialback key we accept */
+#define XF_S2S_HEADER_MS     10000 /* the peer's header must come within 10 s (spec §8) */
+#define XF_S2S_VERIFY_MS     30000 /* a db:verify round trip gives up after this */
+#define XF_S2S_LIMIT_SLOTS   4096  /* per-partner connection counters (power of two) */
+#define XF_S2S_QUEUE_STANZAS 10000 /* per outbound stream while it negotiates (spec §7) */
+#define XF_S2S_QUEUE_BYTES   (16u << 20)
 
 /* Message types between threads (below 64: the application's range). */
 enum {
-    XF_MSG_PROBE = 16,      /* control -> owner core: probe a partner */
     XF_MSG_DBV_REQUEST = 17, /* core -> verification thread */
     XF_MSG_DBV_REPLY = 18,   /* verification thread -> core */
     XF_MSG_OUT_STANZA = 19,  /* any core -> the partner's owner core: send out */
@@ -44,9 +43,9 @@ enum {
 typedef enum { XF_DB_VALID = 0, XF_DB_INVALID = 1, XF_DB_ERROR = 2 } xf_db_result;
 
 typedef struct {
-    uint64_t cookie;                       /* the asking core's pending slot and stream */
-    char originating[XF_DOMAIN_MAX + 1];   /* the partner domain that claims the key */
-    char receiving[XF_DOMAIN_MAX + 1];     /* our local domain */
+    uint64_t cookie;                        /* the asking core's pending slot and stream */
+    char originating[XF_DOMAIN_MAX + 1];    /* the partner domain that claims the key */
+    char receiving[XF_DOMAIN_MAX + 1];      /* our local domain */
     char stream_id[XF_S2S_PEER_ID_MAX + 1]; /* the id of the stream the key came on */
     char key[XF_S2S_KEY_MAX + 1];
     char proxy[XF_PROXY_MAX + 1]; /* the partner's proxy FQDN, or "" for SRV */
@@ -55,8 +54,8 @@ typedef struct {
 
 typedef struct {
     uint64_t cookie;
-    uint32_t result;  /* xf_db_result */
-    char why[160];    /* for the log: what failed */
+    uint32_t result; /* xf_db_result */
+    char why[160];   /* for the log: what failed */
 } xf_dbv_reply;
 
 typedef enum { XF_DIR_IN = 0, XF_DIR_OUT = 1, XF_DIR_VERIFY = 2 } xf_sdir;
@@ -121,7 +120,6 @@ struct xf_s2s_shard {
     xf_xml_limits lim;
     int32_t row_in_opened, row_out_opened;
     char why[192]; /* the last limit refusal's text */
-    uint64_t probes;
 };
 
 struct xf_stream {
@@ -129,7 +127,7 @@ struct xf_stream {
     xf_conn *c;
     xf_sdir dir;
     uint8_t state;
-    uint8_t local; /* local domain index */
+    uint8_t local;  /* local domain index */
     uint8_t method; /* outbound: the method that authenticated */
     bool direct_tls;
     bool peer_v1, peer_db, peer_db_errors;
@@ -138,32 +136,31 @@ struct xf_stream {
     bool closing;
     bool dead;
     bool counted;  /* holds a connection-limit place */
-    bool probe;    /* outbound: send a ping once ready */
     bool tls_done; /* handshake finished (metrics counted) */
     uint8_t busy;  /* nesting of callbacks: free only at 0 */
     uint8_t dns_pending;
     int32_t status_row; /* pstatus row of the partner, -1 unknown */
     uint64_t sid;
     uint64_t born, last_rx, last_tx, last_stanza;
-    uint64_t fed_end; /* tokenizer offset at the end of the data fed so far */
+    uint64_t fed_end;                /* tokenizer offset at the end of the data fed so far */
     char remote[XF_DOMAIN_MAX + 1];  /* in: the header's 'from' ("" none); out: the peer */
     char partner[XF_DOMAIN_MAX + 1]; /* the partner's primary domain ("" unknown) */
     char id[XF_S2S_ID_LEN + 1];      /* our stream id (inbound) */
     char peer_id[XF_S2S_PEER_ID_MAX + 1];
     xf_tls *tls;
     xf_pair pairs[XF_S2S_PAIRS_MAX];
-    xf_dial *dial;          /* outbound while connecting */
-    xf_dbv_request *vreq;   /* verification streams: the question */
-    uint32_t vsrc;          /* verification streams: the asking core */
-    xf_stream *next;        /* outbound list of the core */
+    xf_dial *dial;        /* outbound while connecting */
+    xf_dbv_request *vreq; /* verification streams: the question */
+    uint32_t vsrc;        /* verification streams: the asking core */
+    xf_stream *next;      /* outbound list of the core */
     /* outbound: stanzas waiting for the stream to authenticate (bounded) */
     uint8_t *q;
     uint32_t qlen, qcap, qcount;
-    bool sasl_ok; /* outbound: SASL succeeded, waiting for the restarted stream */
-    bool got_header;  /* on the current (restarted) stream */
-    bool ever_header; /* on this connection */
-    bool restart;     /* SASL succeeded: the stream restarts after this element */
-    bool too_big;     /* the stream error carries <stanza-too-big/> */
+    bool sasl_ok;            /* outbound: SASL succeeded, waiting for the restarted stream */
+    bool got_header;         /* on the current (restarted) stream */
+    bool ever_header;        /* on this connection */
+    bool restart;            /* SASL succeeded: the stream restarts after this element */
+    bool too_big;            /* the stream error carries <stanza-too-big/> */
     xf_features_out offered; /* outbound: the peer's last features */
     xf_xml_tok tok;
     void *tokmem;

@@ -23,13 +23,13 @@
 #include <stddef.h>
 
 typedef struct xf_el {
-    xf_xml_slice name;  /* local name */
-    xf_xml_slice ns;    /* namespace URI, ptr NULL when unknown */
-    const char *tag;    /* '<' of the start tag */
-    const char *attrs;  /* after the name, up to the end of the start tag */
-    const char *inner;  /* content (after the start tag), NULL for <x/> */
-    const char *end;    /* one past the element's last byte */
-    const char *close;  /* '<' of the end tag (== end for <x/>) */
+    xf_xml_slice name; /* local name */
+    xf_xml_slice ns;   /* namespace URI, ptr NULL when unknown */
+    const char *tag;   /* '<' of the start tag */
+    const char *attrs; /* after the name, up to the end of the start tag */
+    const char *inner; /* content (after the start tag), NULL for <x/> */
+    const char *end;   /* one past the element's last byte */
+    const char *close; /* '<' of the end tag (== end for <x/>) */
     const struct xf_el *parent;
 } xf_el;
 

@@ -165,17 +165,26 @@ class S2SStreams(unittest.TestCase):
         pki = cls.pki = Pki(os.path.join(cls.tmp, "pki"))
         cls.contoso = pki.leaf(LOCAL)
         cls.wingtip = pki.leaf("wingtip.example")
+        # XmppAddr (raw SAN walk) and a serverAuth-only EKU used as a client certificate.
+        cls.wingtip_xmpp = pki.leaf("wingtip.example", dns=[], xmpp=["wingtip.example"],
+                                    eku="serverAuth")
         cls.northwind = pki.leaf("northwind.example")
         cls.adatum_rogue = pki.self_signed("adatum.example")
         cls.wingtip_rogue = pki.self_signed("wingtip.example")
         cls.auth = Authoritative("good-key-0123456789")
         cls.dns = Dnsmasq(os.path.join(cls.tmp, "dns"),
                           srv=[("_xmpp-server._tcp.fabrikam.example", "auth.fabrikam.example",
-                                cls.auth.port, 0, 5)],
+                                cls.auth.port, 0, 5),
+                               ("_xmpp-server._tcp.chat.fabrikam.example",
+                                "auth.fabrikam.example", cls.auth.port, 0, 5)],
                           hosts={"auth.fabrikam.example": "127.0.0.1"})
         x = cls.x = Xfed(BUILD, os.path.join(cls.tmp, "xfed"), {LOCAL: cls.contoso},
                          cls.dns.server, pki.ca_crt)
-        x.partner("fabrikam.example", "not-supported", "not-supported", True)  # row 17
+        x.partner("fabrikam.example", "not-supported", "not-supported", True,  # row 17
+                  "--additional-domains", "chat.fabrikam.example")
+        # No SRV record: the operator's proxy FQDN says where its server is.
+        x.partner("proxied.example", "not-supported", "not-supported", True,
+                  "--proxy-fqdn", f"127.0.0.1:{cls.auth.port}")
         x.partner("wingtip.example", "required", "optional", True)  # row 7
         x.partner("northwind.example", "required", "optional", False)  # row 8
         x.partner("litware.example", "optional", "optional", True)  # row 9
@@ -183,6 +192,7 @@ class S2SStreams(unittest.TestCase):
         x.partner("tailspin.example", "not-supported", "not-supported", True,
                   "--connection-limit", "1")
         x.ctl("gateway", "set", "--stream-establishment-timeout", "5",
+              "--keepalive-interval", "10",
               "--dialback-passphrase", "s3cr3tf0rd14lb4ck")
         x.start()
 
@@ -388,6 +398,79 @@ class S2SStreams(unittest.TestCase):
         w.send("<db:verify from='fabrikam.example' to='contoso.example' id='D60000229F'>"
                "00ff</db:verify>")
         w.expect(r"type='valid'/>.*<db:verify[^>]*type='invalid'/>")
+
+    def test_pre_1_0_peer(self):
+        w = self.wire()
+        w.send(HDR.replace("' version='1.0'>", "'>").format(frm="fabrikam.example", to=LOCAL))
+        h = w.expect(r"<stream:stream[^>]*>").group(0)
+        self.assertNotIn("version=", h)  # answered as pre-1.0: no version, no features
+        self.assertIn("xmlns:db='jabber:server:dialback'", h)
+        w.send("<db:result from='fabrikam.example' to='contoso.example'>"
+               "good-key-0123456789</db:result>")
+        w.expect(r"type='valid'/>")
+        self.assertNotIn("stream:features", w.buf)
+
+    def test_multiplexed_domains_each_verified(self):
+        w = self.wire()
+        w.header("fabrikam.example")
+        w.expect("</stream:features>")
+        n = len(self.auth.asked)
+        for d in ("fabrikam.example", "chat.fabrikam.example"):
+            w.send(f"<db:result from='{d}' to='contoso.example'>good-key-0123456789</db:result>")
+            w.expect(rf"from='contoso.example' to='{d}' type='valid'/>")
+        self.assertEqual(len(self.auth.asked), n + 2)  # one db:verify per domain pair
+        w.send("<presence from='a@chat.fabrikam.example' to='b@contoso.example'/>")
+        w.send("<presence from='a@wingtip.example' to='b@contoso.example'/>")
+        self.stream_error(w, "invalid-from")
+
+    def test_proxy_fqdn_overrides_srv(self):
+        w = self.wire()
+        w.header("proxied.example")
+        w.expect("</stream:features>")
+        w.send("<db:result from='proxied.example' to='contoso.example'>"
+               "good-key-0123456789</db:result>")
+        w.expect(r"to='proxied.example' type='valid'/>")
+
+    def test_xep0344_certificate_proves_domain(self):
+        w = self.wire()
+        w.header("wingtip.example")
+        w.expect("</stream:features>")
+        w.starttls("wingtip.example", cert=self.wingtip, ca=self.pki.ca_crt)
+        w.expect("</stream:features>")
+        n = len(self.auth.asked)
+        w.send("<db:result from='wingtip.example' to='contoso.example'>any</db:result>")
+        w.expect(r"to='wingtip.example' type='valid'/>")
+        self.assertEqual(len(self.auth.asked), n)  # no db:verify round trip
+        self.assertLogged("contoso.example<-wingtip.example: authenticated, method=dialback_tls")
+
+    def test_xmppaddr_certificate_tls12(self):
+        w = self.wire()
+        w.header("wingtip.example")
+        w.expect("</stream:features>")
+        w.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        w.expect("<proceed")
+        ctx = ssl.create_default_context(cafile=self.pki.ca_crt)
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(*self.wingtip_xmpp)
+        w.s = ctx.wrap_socket(w.s, server_hostname=LOCAL)
+        self.assertEqual(w.s.version(), "TLSv1.2")
+        self.assertIn("CHACHA20", w.s.cipher()[0])
+        w.header("wingtip.example")
+        w.expect("<mechanism>EXTERNAL</mechanism>")  # the XmppAddr names the domain
+        w.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
+        w.expect("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+        self.assertGreaterEqual(self.x.metric("xfed_tls_handshakes_total", direction="in",
+                                              version="TLSv1.2", result="success"), 1)
+
+    def test_whitespace_keepalive(self):
+        w = self.wire()
+        w.header("fabrikam.example")
+        w.expect("</stream:features>")
+        w.send("<db:result from='fabrikam.example' to='contoso.example'>"
+               "good-key-0123456789</db:result>")
+        w.expect(r"type='valid'/>")
+        w.buf = ""
+        w.expect(r"^ +$", timeout=8)  # keepalive interval 10 s: a space after 5 s of silence
 
     # ---- limits and timeouts -------------------------------------------------------
 
