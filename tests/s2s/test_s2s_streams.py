@@ -487,6 +487,25 @@ class S2SStreams(unittest.TestCase):
         c.header("tailspin.example")
         c.expect("</stream:features>")
 
+    def test_global_connection_limit_applies_live(self):
+        self.x.ctl("gateway", "set", "--connection-limit", "2")
+        self.addCleanup(self.x.ctl, "gateway", "set", "--connection-limit", "1000")
+        mark = self.x.proc.count()
+        self.assertIsNotNone(self.x.proc.wait_for("partners:", 5, mark), "no reload")
+        time.sleep(0.2)  # the cores pick the snapshot up on their next loop
+        a, b = self.wire(), self.wire()
+        for w in (a, b):
+            w.header("fabrikam.example")
+            w.expect("</stream:features>")
+        c = self.wire()
+        c.header("litware.example")
+        self.stream_error(c, "resource-constraint")
+        self.assertIn("connection limit (2 streams)", c.buf)
+        a.close()
+        b.close()
+        self.x.ctl("gateway", "set", "--connection-limit", "1000")
+        self.assertIsNotNone(self.x.proc.wait_for("partners:", 5, self.x.proc.count()))
+
     def test_establishment_timeout_and_silent_peer(self):
         w = self.wire()
         w.header("fabrikam.example")
