@@ -82,7 +82,7 @@ class Xfed:
         for line in text.splitlines():
             if not line.startswith(name):
                 continue
-            m = re.match(r"^([a-z_]+)(\{(.*)\})? (\S+)$", line)
+            m = re.match(r"^([a-z0-9_]+)(\{(.*)\})? (\S+)$", line)
             if not m or m.group(1) != name:
                 continue
             got = dict(re.findall(r'([a-z_]+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))

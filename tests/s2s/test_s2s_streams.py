@@ -109,6 +109,7 @@ class Authoritative(threading.Thread):
         self.port = free_port("tcp")
         self.good_key = good_key
         self.asked = []
+        self.stalled = []
         self.ls = socket.socket()
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.ls.bind(("127.0.0.1", self.port))
@@ -136,11 +137,19 @@ class Authoritative(threading.Thread):
                        f"xmlns:stream='http://etherx.jabber.org/streams' "
                        f"xmlns:db='jabber:server:dialback' id='auth1' from='{to}' "
                        f"to='{frm}' version='1.0'><stream:features/>").encode())
-            while not re.search(r"<db:verify[^>]*>([^<]*)</db:verify>", buf):
+            while not re.search(r"<db:(verify|result)[^>]*>([^<]*)</db:\1>", buf):
                 d = c.recv(4096)
                 if not d:
                     return
                 buf += d.decode()
+            if re.search(r"<db:result[^>]*>[^<]*</db:result>", buf):
+                # xfed's outbound stream to this partner: accept its key, then
+                # stop reading (the peer that stops reading).
+                c.sendall((f"<db:result xmlns:db='jabber:server:dialback' from='{to}' "
+                           f"to='{frm}' type='valid'/>").encode())
+                self.stalled.append(c)
+                time.sleep(60)
+                return
             m = re.search(r"<db:verify([^>]*)>([^<]*)</db:verify>", buf)
             attrs, key = m.group(1), m.group(2)
             vid = re.search(r"id='([^']*)'", attrs).group(1)
@@ -487,8 +496,19 @@ class S2SStreams(unittest.TestCase):
         c.header("tailspin.example")
         c.expect("</stream:features>")
 
+    def open_streams(self):
+        return int(self.x.metric("xfed_s2s_inbound_streams_open") +
+                   self.x.metric("xfed_s2s_outbound_streams_open"))
+
     def test_global_connection_limit_applies_live(self):
-        self.x.ctl("gateway", "set", "--connection-limit", "2")
+        # Streams of earlier tests count too: wait until their number is steady.
+        n, since = self.open_streams(), time.monotonic()
+        while time.monotonic() - since < 1.0:
+            time.sleep(0.1)
+            if self.open_streams() != n:
+                n, since = self.open_streams(), time.monotonic()
+        limit = n + 2
+        self.x.ctl("gateway", "set", "--connection-limit", str(limit))
         self.addCleanup(self.x.ctl, "gateway", "set", "--connection-limit", "1000")
         mark = self.x.proc.count()
         self.assertIsNotNone(self.x.proc.wait_for("partners:", 5, mark), "no reload")
@@ -500,7 +520,7 @@ class S2SStreams(unittest.TestCase):
         c = self.wire()
         c.header("litware.example")
         self.stream_error(c, "resource-constraint")
-        self.assertIn("connection limit (2 streams)", c.buf)
+        self.assertIn(f"connection limit ({limit} streams)", c.buf)
         a.close()
         b.close()
         self.x.ctl("gateway", "set", "--connection-limit", "1000")
@@ -516,6 +536,32 @@ class S2SStreams(unittest.TestCase):
                  timeout=10)
         self.assertGreater(time.monotonic() - t0, 3.5)
         self.assertLogged("not authenticated within 5 s")
+
+    def test_partner_that_stops_reading(self):
+        w = self.wire()
+        w.header("fabrikam.example")
+        w.expect("</stream:features>")
+        w.send("<db:result from='fabrikam.example' to='contoso.example'>"
+               "good-key-0123456789</db:result>")
+        w.expect(r"type='valid'/>")
+        mark = self.x.proc.count()
+        # Every ping is answered over xfed's outbound stream to fabrikam, whose
+        # server accepted it and then stopped reading: xfed's output for it
+        # must stop at its bound, end that stream, and keep serving.
+        ping = ("<iq type='get' id='p{}' from='u@fabrikam.example' to='contoso.example'>"
+                "<ping xmlns='urn:xmpp:ping'/></iq>")
+        batch = "".join(ping.format(i) for i in range(2000)).encode()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            w.send(batch)
+            if self.x.proc.wait_for("output bound exceeded", 0.01, mark) is not None:
+                break
+        self.assertIsNotNone(self.x.proc.wait_for("output bound exceeded", 5, mark),
+                             self.x.proc.log()[-3000:])
+        self.assertTrue(self.auth.stalled, "the outbound stream never reached the partner")
+        self.assertGreaterEqual(self.x.metric("xfed_stream_refusals_total", direction="out",
+                                              reason="output-bound"), 1)
+        self.assert_still_serving()
 
     # ---- bad input --------------------------------------------------------------------
 
