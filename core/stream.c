@@ -372,7 +372,8 @@ static void on_data(xf_conn *c, const uint8_t *data, size_t len)
     leave(st);
 }
 
-static void on_eof(xf_conn *c)
+/* The connection ends from below (EOF, graceful stop): end the stream politely. */
+static void conn_ends(xf_conn *c, const char *cond, const char *why)
 {
     xf_stream *st = xf_conn_ctx(c);
     if (!st) {
@@ -380,8 +381,13 @@ static void on_eof(xf_conn *c)
         return;
     }
     enter(st);
-    if (!st->closing) xf_stream_fail(st, NULL, "the peer closed the connection");
+    if (!st->closing) xf_stream_fail(st, st->header_sent ? cond : NULL, "%s", why);
     leave(st);
+}
+
+static void on_eof(xf_conn *c)
+{
+    conn_ends(c, NULL, "the peer closed the connection");
 }
 
 static void on_connect(xf_conn *c, int err)
@@ -470,19 +476,7 @@ static void on_timer(xf_conn *c)
 
 static void on_shutdown(xf_conn *c)
 {
-    xf_stream *st = xf_conn_ctx(c);
-    if (!st) {
-        xf_conn_close(c, true);
-        return;
-    }
-    enter(st);
-    if (!st->closing) {
-        if (st->header_sent)
-            xf_stream_fail(st, "system-shutdown", "xfed is shutting down");
-        else
-            xf_stream_fail(st, NULL, "xfed is shutting down");
-    }
-    leave(st);
+    conn_ends(c, "system-shutdown", "xfed is shutting down");
 }
 
 const xf_conn_ops xf_stream_ops = {
@@ -655,21 +649,29 @@ static xf_features_in features_for(xf_stream *st, const xf_partner *p)
     return xf_neg_features_in(&f);
 }
 
-static void header_in(xf_stream *st, const xf_xml_header *h)
+/* What both directions read from the peer's header: namespace, version, xmlns:db. */
+static bool header_facts(xf_stream *st, const xf_xml_header *h)
 {
-    char to[XF_DOMAIN_MAX + 2], from[XF_DOMAIN_MAX + 2], ver[16];
-    bool restart = st->ever_header;
-    st->got_header = st->ever_header = true;
-    if (!restart) arm_timer(st); /* from the header deadline to the establishment one */
     if (!xf_slice_eq(h->content_ns, NS_SERVER)) {
         xf_stream_fail(st, "invalid-namespace", "the stream's default namespace must be '%s'",
                        NS_SERVER);
-        return;
+        return false;
     }
+    char ver[16];
     size_t vn = decode_to(h->version, ver, sizeof ver);
     st->peer_v1 = vn != SIZE_MAX && vn > 0 && ver[0] >= '1' && ver[0] <= '9';
     xf_xml_slice dbns;
     st->peer_db = xf_xml_header_ns(&st->tok, "db", 2, &dbns) && xf_slice_eq(dbns, NS_DB);
+    return true;
+}
+
+static void header_in(xf_stream *st, const xf_xml_header *h)
+{
+    char to[XF_DOMAIN_MAX + 2], from[XF_DOMAIN_MAX + 2];
+    bool restart = st->ever_header;
+    st->got_header = st->ever_header = true;
+    if (!restart) arm_timer(st); /* from the header deadline to the establishment one */
+    if (!header_facts(st, h)) return;
     /* A 1.0 peer saw our <dialback><errors/></dialback>: it takes dialback errors. */
     st->peer_db_errors = st->peer_v1;
     size_t tn = decode_to(h->to, to, sizeof to);
@@ -751,17 +753,8 @@ static void out_step(xf_stream *st);
 
 static void header_out(xf_stream *st, const xf_xml_header *h)
 {
-    char ver[16];
     st->got_header = true;
-    if (!xf_slice_eq(h->content_ns, NS_SERVER)) {
-        xf_stream_fail(st, "invalid-namespace", "the peer's stream namespace is not '%s'",
-                       NS_SERVER);
-        return;
-    }
-    size_t vn = decode_to(h->version, ver, sizeof ver);
-    st->peer_v1 = vn != SIZE_MAX && vn > 0 && ver[0] >= '1' && ver[0] <= '9';
-    xf_xml_slice dbns;
-    st->peer_db = xf_xml_header_ns(&st->tok, "db", 2, &dbns) && xf_slice_eq(dbns, NS_DB);
+    if (!header_facts(st, h)) return;
     if (decode_to(h->id, st->peer_id, sizeof st->peer_id) == SIZE_MAX) st->peer_id[0] = 0;
     if (st->peer_v1) {
         st->state = S_FEATURES;

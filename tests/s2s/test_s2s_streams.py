@@ -221,6 +221,14 @@ class S2SStreams(unittest.TestCase):
         self.addCleanup(w.close)
         return w
 
+    def tls_wire(self, frm, cert):
+        """A stream from `frm` after STARTTLS with `cert`, at its new features."""
+        w = self.wire()
+        w.header(frm)
+        w.expect("</stream:features>")
+        w.starttls(frm, cert=cert, ca=self.pki.ca_crt)
+        return w
+
     def assertLogged(self, text, timeout=5):
         self.assertIsNotNone(self.x.proc.wait_for(text, timeout),
                              f"no log line with {text!r}:\n{self.x.proc.log()[-3000:]}")
@@ -285,10 +293,7 @@ class S2SStreams(unittest.TestCase):
         self.stream_error(w, "policy-violation")
 
     def test_dialback_on_row_8(self):
-        w = self.wire()
-        w.header("northwind.example")
-        w.expect("</stream:features>")
-        w.starttls("northwind.example", cert=self.northwind, ca=self.pki.ca_crt)
+        w = self.tls_wire("northwind.example", self.northwind)
         w.expect("</stream:features>")
         self.assertNotIn("urn:xmpp:features:dialback", w.buf)  # row 8: no dialback
         self.assertIn("<mechanism>EXTERNAL</mechanism>", w.buf)
@@ -297,18 +302,12 @@ class S2SStreams(unittest.TestCase):
         self.assertLogged("northwind.example")
 
     def test_sasl_only_row_without_valid_certificate(self):
-        w = self.wire()
-        w.header("adatum.example")  # row 2: TLS + SASL required
-        w.expect("</stream:features>")
-        w.starttls("adatum.example", cert=self.adatum_rogue, ca=self.pki.ca_crt)
+        w = self.tls_wire("adatum.example", self.adatum_rogue)  # row 2: TLS + SASL required
         self.stream_error(w, "policy-violation")
         self.assertIn("certificate does not prove", w.buf)
 
     def test_untrusted_certificate_gets_no_external(self):
-        w = self.wire()
-        w.header("wingtip.example")
-        w.expect("</stream:features>")
-        w.starttls("wingtip.example", cert=self.wingtip_rogue, ca=self.pki.ca_crt)
+        w = self.tls_wire("wingtip.example", self.wingtip_rogue)
         w.expect("</stream:features>")
         self.assertNotIn("EXTERNAL", w.buf)  # SASL only after chain AND name validation
         w.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
@@ -317,10 +316,7 @@ class S2SStreams(unittest.TestCase):
     def test_sasl_external_then_spoofed_from(self):
         before = self.x.metric("xfed_authentications_total", partner="wingtip.example",
                                method="sasl_tls", result="success")
-        w = self.wire()
-        w.header("wingtip.example")
-        w.expect("</stream:features>")
-        w.starttls("wingtip.example", cert=self.wingtip, ca=self.pki.ca_crt)
+        w = self.tls_wire("wingtip.example", self.wingtip)
         w.expect("<mechanism>EXTERNAL</mechanism>.*</stream:features>")
         w.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>"
                "d2luZ3RpcC5leGFtcGxl</auth>")  # authzid = base64("wingtip.example")
@@ -337,10 +333,7 @@ class S2SStreams(unittest.TestCase):
         self.stream_error(w, "invalid-from")
 
     def test_sasl_wrong_authzid(self):
-        w = self.wire()
-        w.header("wingtip.example")
-        w.expect("</stream:features>")
-        w.starttls("wingtip.example", cert=self.wingtip, ca=self.pki.ca_crt)
+        w = self.tls_wire("wingtip.example", self.wingtip)
         w.expect("</stream:features>")
         w.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>"
                "ZmFicmlrYW0uZXhhbXBsZQ==</auth>")  # fabrikam.example
@@ -441,10 +434,7 @@ class S2SStreams(unittest.TestCase):
         w.expect(r"to='proxied.example' type='valid'/>")
 
     def test_xep0344_certificate_proves_domain(self):
-        w = self.wire()
-        w.header("wingtip.example")
-        w.expect("</stream:features>")
-        w.starttls("wingtip.example", cert=self.wingtip, ca=self.pki.ca_crt)
+        w = self.tls_wire("wingtip.example", self.wingtip)
         w.expect("</stream:features>")
         n = len(self.auth.asked)
         w.send("<db:result from='wingtip.example' to='contoso.example'>any</db:result>")
