@@ -213,6 +213,31 @@ static void dial_fail(xf_stream *st, const char *cond, const char *why)
 
 static void next_target(xf_stream *st);
 
+/* A lookup of the stream's came back: false when the stream died meanwhile
+ * (it is released here). */
+static bool dns_back(xf_stream *st)
+{
+    st->dns_pending--;
+    dns_metrics(st->sh);
+    if (st->dead) {
+        xf_stream_release(st);
+        return false;
+    }
+    return true;
+}
+
+/* The core's resolver, counting the lookup the caller starts; NULL ends the dial. */
+static xf_shard_dns *dns_for(xf_stream *st)
+{
+    xf_shard_dns *dns = dns_of(st->sh);
+    if (!dns) {
+        dial_fail(st, "remote-server-not-found", "no DNS resolver");
+        return NULL;
+    }
+    st->dns_pending++;
+    return dns;
+}
+
 void xf_s2s_dial_abort(xf_stream *st, const char *why)
 {
     dial_fail(st, "remote-server-not-found", why);
@@ -250,12 +275,7 @@ void xf_s2s_dial_next(xf_stream *st, const char *why)
 static void addr_done(void *arg, xf_dns_status s, const struct sockaddr_storage *addrs, uint32_t n)
 {
     xf_stream *st = arg;
-    st->dns_pending--;
-    dns_metrics(st->sh);
-    if (st->dead) {
-        xf_stream_release(st);
-        return;
-    }
+    if (!dns_back(st)) return;
     xf_dial *d = st->dial;
     d->naddrs = d->next_addr = 0;
     if (s != XF_DNS_OK) {
@@ -276,24 +296,14 @@ static void next_target(xf_stream *st)
     }
     xf_srv_target *t = &d->targets[d->next_target++];
     d->direct = t->direct_tls;
-    xf_shard_dns *dns = dns_of(st->sh);
-    if (!dns) {
-        dial_fail(st, "remote-server-not-found", "no DNS resolver");
-        return;
-    }
-    st->dns_pending++;
-    xf_shard_dns_addr(dns, t->target, t->port, addr_done, st);
+    xf_shard_dns *dns = dns_for(st);
+    if (dns) xf_shard_dns_addr(dns, t->target, t->port, addr_done, st);
 }
 
 static void srv_done(void *arg, xf_dns_status s, const xf_srv_list *l)
 {
     xf_stream *st = arg;
-    st->dns_pending--;
-    dns_metrics(st->sh);
-    if (st->dead) {
-        xf_stream_release(st);
-        return;
-    }
+    if (!dns_back(st)) return;
     if (s == XF_DNS_NO_SERVICE || (l && l->no_service)) {
         dial_fail(st, "remote-server-not-found",
                   "the domain publishes no XMPP server service (SRV target '.')");
@@ -339,13 +349,8 @@ void xf_s2s_dial(xf_stream *st)
         next_target(st);
         return;
     }
-    xf_shard_dns *dns = dns_of(st->sh);
-    if (!dns) {
-        dial_fail(st, "remote-server-not-found", "no DNS resolver");
-        return;
-    }
-    st->dns_pending++;
-    xf_shard_dns_srv(dns, st->remote, srv_done, st);
+    xf_shard_dns *dns = dns_for(st);
+    if (dns) xf_shard_dns_srv(dns, st->remote, srv_done, st);
 }
 
 /* ---- outbound streams of a core ------------------------------------------------------------ */

@@ -221,11 +221,23 @@ class S2SStreams(unittest.TestCase):
         self.addCleanup(w.close)
         return w
 
-    def tls_wire(self, frm, cert):
-        """A stream from `frm` after STARTTLS with `cert`, at its new features."""
+    def at_features(self, frm):
+        """A stream from `frm` whose first features have arrived."""
         w = self.wire()
         w.header(frm)
         w.expect("</stream:features>")
+        return w
+
+    def dialback_ok(self, frm="fabrikam.example"):
+        """A stream from `frm` authenticated by dialback (the authoritative server's key)."""
+        w = self.at_features(frm)
+        w.send(f"<db:result from='{frm}' to='contoso.example'>good-key-0123456789</db:result>")
+        w.expect(rf"to='{frm}' type='valid'/>")
+        return w
+
+    def tls_wire(self, frm, cert):
+        """A stream from `frm` after STARTTLS with `cert`, at its new features."""
+        w = self.at_features(frm)
         w.starttls(frm, cert=cert, ca=self.pki.ca_crt)
         return w
 
@@ -277,9 +289,7 @@ class S2SStreams(unittest.TestCase):
         self.stream_error(w, "policy-violation")
 
     def test_db_result_before_tls_on_tls_required_row(self):
-        w = self.wire()
-        w.header("wingtip.example")
-        w.expect("</stream:features>")
+        w = self.at_features("wingtip.example")
         w.send("<db:result from='wingtip.example' to='contoso.example'>k</db:result>")
         self.stream_error(w, "policy-violation")
 
@@ -373,9 +383,7 @@ class S2SStreams(unittest.TestCase):
         self.assertLogged("contoso.example->fabrikam.example: opening")
 
     def test_dialback_invalid_key(self):
-        w = self.wire()
-        w.header("fabrikam.example")
-        w.expect("</stream:features>")
+        w = self.at_features("fabrikam.example")
         w.send("<db:result from='fabrikam.example' to='contoso.example'>forged</db:result>")
         w.expect(r"<db:result[^>]*type='invalid'/>")
         w.send("<message from='a@fabrikam.example' to='b@contoso.example'/>")
@@ -386,9 +394,7 @@ class S2SStreams(unittest.TestCase):
 
     def test_db_verify_for_our_keys(self):
         # The spec's test vector: xfed answers for keys made with its passphrase.
-        w = self.wire()
-        w.header("fabrikam.example")
-        w.expect("</stream:features>")
+        w = self.at_features("fabrikam.example")
         import hashlib
         import hmac
         secret = hashlib.sha256(b"s3cr3tf0rd14lb4ck").hexdigest().encode()
@@ -413,9 +419,7 @@ class S2SStreams(unittest.TestCase):
         self.assertNotIn("stream:features", w.buf)
 
     def test_multiplexed_domains_each_verified(self):
-        w = self.wire()
-        w.header("fabrikam.example")
-        w.expect("</stream:features>")
+        w = self.at_features("fabrikam.example")
         n = len(self.auth.asked)
         for d in ("fabrikam.example", "chat.fabrikam.example"):
             w.send(f"<db:result from='{d}' to='contoso.example'>good-key-0123456789</db:result>")
@@ -426,9 +430,7 @@ class S2SStreams(unittest.TestCase):
         self.stream_error(w, "invalid-from")
 
     def test_proxy_fqdn_overrides_srv(self):
-        w = self.wire()
-        w.header("proxied.example")
-        w.expect("</stream:features>")
+        w = self.at_features("proxied.example")
         w.send("<db:result from='proxied.example' to='contoso.example'>"
                "good-key-0123456789</db:result>")
         w.expect(r"to='proxied.example' type='valid'/>")
@@ -443,9 +445,7 @@ class S2SStreams(unittest.TestCase):
         self.assertLogged("contoso.example<-wingtip.example: authenticated, method=dialback_tls")
 
     def test_xmppaddr_certificate_tls12(self):
-        w = self.wire()
-        w.header("wingtip.example")
-        w.expect("</stream:features>")
+        w = self.at_features("wingtip.example")
         w.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
         w.expect("<proceed")
         ctx = ssl.create_default_context(cafile=self.pki.ca_crt)
@@ -462,21 +462,14 @@ class S2SStreams(unittest.TestCase):
                                               version="TLSv1.2", result="success"), 1)
 
     def test_whitespace_keepalive(self):
-        w = self.wire()
-        w.header("fabrikam.example")
-        w.expect("</stream:features>")
-        w.send("<db:result from='fabrikam.example' to='contoso.example'>"
-               "good-key-0123456789</db:result>")
-        w.expect(r"type='valid'/>")
+        w = self.dialback_ok()
         w.buf = ""
         w.expect(r"^ +$", timeout=8)  # keepalive interval 10 s: a space after 5 s of silence
 
     # ---- limits and timeouts -------------------------------------------------------
 
     def test_connection_limit_per_partner(self):
-        a = self.wire()
-        a.header("tailspin.example")
-        a.expect("</stream:features>")
+        a = self.at_features("tailspin.example")
         b = self.wire()
         b.header("tailspin.example")
         self.stream_error(b, "resource-constraint")
@@ -503,10 +496,7 @@ class S2SStreams(unittest.TestCase):
         mark = self.x.proc.count()
         self.assertIsNotNone(self.x.proc.wait_for("partners:", 5, mark), "no reload")
         time.sleep(0.2)  # the cores pick the snapshot up on their next loop
-        a, b = self.wire(), self.wire()
-        for w in (a, b):
-            w.header("fabrikam.example")
-            w.expect("</stream:features>")
+        a, b = self.at_features("fabrikam.example"), self.at_features("fabrikam.example")
         c = self.wire()
         c.header("litware.example")
         self.stream_error(c, "resource-constraint")
@@ -517,9 +507,7 @@ class S2SStreams(unittest.TestCase):
         self.assertIsNotNone(self.x.proc.wait_for("partners:", 5, self.x.proc.count()))
 
     def test_establishment_timeout_and_silent_peer(self):
-        w = self.wire()
-        w.header("fabrikam.example")
-        w.expect("</stream:features>")
+        w = self.at_features("fabrikam.example")
         t0 = time.monotonic()
         # The peer says nothing more and reads nothing more.
         w.expect(r"<connection-timeout xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>",
@@ -528,12 +516,7 @@ class S2SStreams(unittest.TestCase):
         self.assertLogged("not authenticated within 5 s")
 
     def test_partner_that_stops_reading(self):
-        w = self.wire()
-        w.header("fabrikam.example")
-        w.expect("</stream:features>")
-        w.send("<db:result from='fabrikam.example' to='contoso.example'>"
-               "good-key-0123456789</db:result>")
-        w.expect(r"type='valid'/>")
+        w = self.dialback_ok()
         mark = self.x.proc.count()
         # Every ping is answered over xfed's outbound stream to fabrikam, whose
         # server accepted it and then stopped reading: xfed's output for it
@@ -570,9 +553,7 @@ class S2SStreams(unittest.TestCase):
         self.assert_still_serving()
 
     def test_garbage_tls_records(self):
-        w = self.wire()
-        w.header("wingtip.example")
-        w.expect("</stream:features>")
+        w = self.at_features("wingtip.example")
         w.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
         w.expect("<proceed")
         w.send(b"\x17\x03\x03\x00\x20" + os.urandom(32) + os.urandom(200))
@@ -581,23 +562,17 @@ class S2SStreams(unittest.TestCase):
         self.assert_still_serving()
 
     def test_restricted_xml_and_oversized_stanza(self):
-        w = self.wire()
-        w.header("fabrikam.example")
-        w.expect("</stream:features>")
+        w = self.at_features("fabrikam.example")
         w.send("<!-- comment -->")
         self.stream_error(w, "restricted-xml")
-        w = self.wire()
-        w.header("fabrikam.example")
-        w.expect("</stream:features>")
+        w = self.at_features("fabrikam.example")
         w.send("<message from='a@fabrikam.example' to='b@contoso.example'><body>" +
                "x" * 9000 + "</body></message>")
         self.stream_error(w, "policy-violation")
         self.assertIn("<stanza-too-big xmlns='urn:xmpp:errors'/>", w.buf)
 
     def assert_still_serving(self):
-        w = self.wire()
-        w.header("fabrikam.example")
-        w.expect("</stream:features>")
+        w = self.at_features("fabrikam.example")
 
     def test_metrics_pass_promtool(self):
         promtool = shutil.which("promtool")
