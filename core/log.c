@@ -12,6 +12,11 @@ void xf_log_set_level(xf_log_level min)
     min_level = min;
 }
 
+bool xf_log_enabled(xf_log_level level)
+{
+    return (int)level >= min_level;
+}
+
 void xf_log(xf_log_level level, const char *fmt, ...)
 {
     static const char *const names[] = {"debug", "info", "warning", "error"};

@@ -55,6 +55,10 @@ typedef enum {
     XF_METRIC_DNS_CACHE_HITS,      /* counter, set */
     XF_METRIC_DNS_LATENCY_NS,      /* counter, set: summed lookup latency */
     XF_METRIC_DNS_ANSWERS,         /* counter, set: lookups in that sum */
+    XF_METRIC_INTERNAL_LINKS_UP,   /* gauge: XEP-0114 links to internal servers up */
+    XF_METRIC_INVITES,             /* gauge, set by the verification thread: invites stored */
+    XF_METRIC_OUT_QUEUED,          /* gauge: stanzas waiting for an outbound stream */
+    XF_METRIC_SM_UNACKED,          /* gauge: stanzas sent, not yet acknowledged (XEP-0198) */
     XF_METRIC_CORE_COUNT,
 
     XF_METRIC_PARTNERS_ACTIVE = XF_METRIC_CORE_COUNT, /* gauge, process-wide */
@@ -74,6 +78,9 @@ typedef enum {
     XF_FAMILY_STREAMS_OPENED,  /* direction */
     XF_FAMILY_REFUSALS,        /* direction, reason */
     XF_FAMILY_TLS_HANDSHAKES,  /* direction, version, cipher, result */
+    XF_FAMILY_BYTES_ROUTED,    /* partner, direction */
+    XF_FAMILY_STANZAS_REFUSED, /* partner, reason */
+    XF_FAMILY_BOUNCES,         /* condition */
     XF_FAMILY_COUNT
 } xf_family;
 

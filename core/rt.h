@@ -123,6 +123,9 @@ const struct xf_snapshot *xf_shard_snapshot(const xf_shard *s);
 /* Queues a message for thread `dst` (a shard id or xf_rt_verify_id()); the
  * doorbell goes once per loop iteration. False when the queue is full. */
 bool xf_shard_send(xf_shard *s, uint32_t dst, uint32_t type, const void *data, uint32_t len);
+/* The same with the payload in two parts (a header and a body), copied once into the queue. */
+bool xf_shard_send2(xf_shard *s, uint32_t dst, uint32_t type, const void *hdr, uint32_t hlen,
+                    const void *data, uint32_t len);
 /* Watches a plain fd that is not a connection (c-ares sockets) with a
  * multishot poll: fn runs on this shard with the ready events. Calling again
  * for the same fd changes the events; events 0 stops watching. At most

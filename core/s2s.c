@@ -7,11 +7,14 @@
 #include "heap.h"
 #include "log.h"
 #include "relay.h"
+#include "route.h"
+#include "store.h"
 #include "stream.h"
 #include "tls_session.h"
 #include "verify.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,15 +200,12 @@ static void dial_fail(xf_stream *st, const char *cond, const char *why)
     } else {
         if (st->status_row >= 0)
             xf_pstatus_auth_failed(sh->app->pstatus, sh->id, st->status_row, why, time(NULL));
-        if (st->qcount)
-            xf_log(XF_LOG_WARN, "s2s out #%u.%llu %s->%s: %u stanza(s) not sent (%s)",
-                   (unsigned)(st->sid >> 40), (unsigned long long)(st->sid & 0xffffffffffull),
-                   sh->app->locals[st->local], st->remote, st->qcount, cond);
+        xf_s2s_out_unlink(st);
+        xf_stream_out_abandon(st, cond, why);
         if (st->counted) xf_s2s_limit_give(sh, st->partner, st->dir);
         if (st->status_row >= 0)
             xf_pstatus_stream(sh->app->pstatus, sh->id, st->status_row, XF_PSTATUS_OUT, -1);
         st->counted = false;
-        xf_s2s_out_unlink(st);
     }
     st->closing = true;
     xf_stream_release(st);
@@ -365,32 +365,41 @@ void xf_s2s_out_unlink(xf_stream *st)
         }
 }
 
-static bool out_local(xf_s2s_shard *sh, uint32_t local, const char *remote, const void *data,
-                      size_t len)
+static bool out_local(xf_s2s_shard *sh, uint32_t local, const char *remote, const uint8_t *hdr,
+                      size_t hlen, const uint8_t *bytes, size_t len, const char **why)
 {
     xf_stream *st = sh->outs;
     while (st && (st->closing || st->local != local || strcmp(st->remote, remote) != 0))
         st = st->next;
     if (!st) {
         const xf_partner *p = xf_snapshot_find(xf_s2s_snap(sh), remote, strlen(remote));
-        if (!p) return false;
+        if (!p) {
+            if (why) *why = "not-allowed";
+            return false;
+        }
         st = xf_stream_new(sh, XF_DIR_OUT);
-        if (!st) return false;
+        if (!st) {
+            if (why) *why = "resource-constraint";
+            return false;
+        }
         st->local = (uint8_t)local;
         snprintf(st->remote, sizeof st->remote, "%s", remote);
         if (!xf_stream_attach(st, p)) {
             xf_stream_release(st);
+            if (why) *why = "resource-constraint";
             return false;
         }
         st->next = sh->outs;
         sh->outs = st;
         xf_log(XF_LOG_DEBUG, "s2s out #%u.%llu %s->%s: opening", (unsigned)(st->sid >> 40),
                (unsigned long long)(st->sid & 0xffffffffffull), sh->app->locals[local], remote);
-        if (!xf_stream_out_send(st, data, len)) return false;
+        xf_stream_out_send(st, hdr, hlen, bytes, len); /* an empty queue takes it */
         xf_s2s_dial(st);
         return true;
     }
-    return xf_stream_out_send(st, data, len);
+    if (xf_stream_out_send(st, hdr, hlen, bytes, len)) return true;
+    if (why) *why = "resource-constraint";
+    return false;
 }
 
 typedef struct {
@@ -398,20 +407,63 @@ typedef struct {
     char remote[XF_DOMAIN_MAX + 1];
 } out_hdr;
 
-bool xf_s2s_route_out(xf_s2s_shard *sh, uint32_t local, const char *remote, const void *data,
-                      size_t len)
+bool xf_s2s_route_out(xf_s2s_shard *sh, uint32_t local, const char *remote, const uint8_t *hdr,
+                      size_t hlen, const uint8_t *bytes, size_t len, const char **why)
 {
     const xf_partner *p = xf_snapshot_find(xf_s2s_snap(sh), remote, strlen(remote));
-    if (!p) return false;
+    if (!p) {
+        if (why) *why = "not-allowed";
+        return false;
+    }
     uint32_t owner = xf_snapshot_shard(p->domain, strlen(p->domain), sh->app->shards);
-    if (owner == sh->id) return out_local(sh, local, remote, data, len);
-    uint8_t buf[sizeof(out_hdr) + 4096];
-    if (len > 4096) return false;
+    if (owner == sh->id) return out_local(sh, local, remote, hdr, hlen, bytes, len, why);
+    /* One copy into the owner's queue: header, packed meta, then the stanza's bytes. */
+    uint8_t buf[sizeof(out_hdr) + sizeof(xf_smeta) + 3 * (XF_JID_MAX + 1)];
+    if (hlen > sizeof buf - sizeof(out_hdr)) return false;
     out_hdr h = {local, ""};
     snprintf(h.remote, sizeof h.remote, "%s", remote);
     memcpy(buf, &h, sizeof h);
-    memcpy(buf + sizeof h, data, len);
-    return xf_shard_send(sh->shard, owner, XF_MSG_OUT_STANZA, buf, (uint32_t)(sizeof h + len));
+    memcpy(buf + sizeof h, hdr, hlen);
+    if (xf_shard_send2(sh->shard, owner, XF_MSG_OUT_STANZA, buf, (uint32_t)(sizeof h + hlen),
+                       bytes, (uint32_t)len))
+        return true;
+    if (why) *why = "resource-constraint";
+    return false;
+}
+
+/* Streams whose partner is gone, or whose negotiation settings changed, are closed (the
+ * peer reconnects under the new settings); their queued stanzas are bounced. */
+void xf_s2s_prune_streams(xf_s2s_shard *sh)
+{
+    const xf_snapshot *snap = xf_s2s_snap(sh);
+    for (int pass = 0; pass < 2; pass++) {
+        for (xf_stream *st = pass ? sh->ins : sh->outs, *next; st; st = next) {
+            next = st->next;
+            if (st->closing || !st->partner[0]) continue;
+            const xf_partner *p = snap ? xf_snapshot_find(snap, st->remote, strlen(st->remote))
+                                       : NULL;
+            if (!p || strcmp(p->domain, st->partner) != 0) {
+                xf_stream_fail(st, "policy-violation", "'%s' is no longer a federated partner",
+                               st->remote);
+                continue;
+            }
+            uint8_t pol = (uint8_t)(0x80 | p->tls | p->sasl << 2 | (p->dialback ? 1 : 0) << 4);
+            if (pol != st->pol) {
+                xf_stream_fail(st, "policy-violation",
+                               "the negotiation settings of partner '%s' changed", p->domain);
+                continue;
+            }
+            for (int i = 0; pass && i < XF_S2S_PAIRS_MAX; i++) {
+                xf_pair *pr = &st->pairs[i];
+                if (pr->state == XF_PAIR_FREE) continue;
+                if (!xf_snapshot_find(snap, pr->remote, strlen(pr->remote))) {
+                    xf_stream_fail(st, "policy-violation", "'%s' is no longer a federated partner",
+                                   pr->remote);
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /* ---- the verification thread ------------------------------------------------------------- */
@@ -463,6 +515,10 @@ static void on_verify_msg(xf_shard *s, uint32_t src, const xf_spsc_rec *r)
         verify_start(app->sh[xf_shard_id(s)], src, &q);
         return;
     }
+    if (r->type == XF_MSG_INVITE) {
+        xf_route_verify_msg(app, s, r);
+        return;
+    }
     if (app->chained_verify_msg) app->chained_verify_msg(s, src, r);
 }
 
@@ -492,16 +548,23 @@ static void on_core_msg(xf_shard *s, uint32_t src, const xf_spsc_rec *r)
         out_hdr h;
         memcpy(&h, r->data, sizeof h);
         h.remote[XF_DOMAIN_MAX] = 0;
+        xf_spacked p;
         if (h.local >= app->nlocals ||
-            !out_local(sh, h.local, h.remote, (const uint8_t *)r->data + sizeof h,
-                       r->len - sizeof h))
-            xf_log(XF_LOG_WARN,
-                   "s2s: a stanza for %s could not be queued (no partner or "
-                   "queue full)",
-                   h.remote);
+            !xf_smeta_unpack(r->data + sizeof h, r->len - sizeof h, &p))
+            break;
+        const uint8_t *hdr = r->data + sizeof h;
+        const char *why = "resource-constraint";
+        if (!out_local(sh, h.local, h.remote, hdr, (size_t)(p.bytes - hdr), p.bytes, p.m.len,
+                       &why)) {
+            xf_log(XF_LOG_WARN, "s2s: a stanza for %s could not be queued (%s)", h.remote, why);
+            xf_route_bounce(sh, &p, why, NULL);
+        }
         break;
     }
-    default: xf_log(XF_LOG_ERROR, "s2s: unexpected message type %u from %u", r->type, src); break;
+    default:
+        if (!xf_route_msg(sh, src, r))
+            xf_log(XF_LOG_ERROR, "s2s: unexpected message type %u from %u", r->type, src);
+        break;
     }
 }
 
@@ -542,6 +605,17 @@ static void shard_start(xf_shard *s)
     sh->row_in_opened = xf_family_row(sh->m, XF_FAMILY_STREAMS_OPENED, in);
     sh->row_out_opened = xf_family_row(sh->m, XF_FAMILY_STREAMS_OPENED, out);
     app->sh[id] = sh;
+    if (id < app->shards) {
+        sh->rs = xf_route_shard_new(sh);
+        if (!sh->rs) abort(); /* at start: nothing can run without it */
+    } else if (app->store_path[0]) {
+        /* the verification thread keeps the invites gauge */
+        char err[256];
+        uint64_t n = 0;
+        if (xf_store_open(app->store_path, &app->vstore, err, sizeof err) == XF_STORE_OK &&
+            xf_store_invite_count(app->vstore, &n) == XF_STORE_OK)
+            xf_metric_set(sh->m, XF_METRIC_INVITES, n);
+    }
     if (app->chained_start) app->chained_start(s);
 }
 
@@ -553,6 +627,12 @@ static void shard_stop(xf_shard *s)
     if (!sh) return;
     if (sh->dns) xf_shard_dns_free(sh->dns); /* pending lookups end their dials */
     sh->dns = NULL;
+    xf_route_shard_free(sh->rs);
+    sh->rs = NULL;
+    if (xf_shard_id(s) == app->shards && app->vstore) {
+        xf_store_close(app->vstore);
+        app->vstore = NULL;
+    }
     app->sh[xf_shard_id(s)] = NULL;
     xf_heap_free(sh);
     xf_tls_thread_done();
@@ -560,6 +640,72 @@ static void shard_stop(xf_shard *s)
 
 /* ---- set-up -----------------------------------------------------------------------------------
  */
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} boot_buf;
+
+static int boot_invite(const char *u, const char *x, void *arg)
+{
+    boot_buf *b = arg;
+    size_t need = strlen(u) + strlen(x) + 2;
+    if (b->len + need > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap < b->len + need)
+            cap *= 2;
+        char *n = realloc(b->buf, cap);
+        if (!n) return 1;
+        b->buf = n;
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->len, u, strlen(u) + 1);
+    memcpy(b->buf + b->len + strlen(u) + 1, x, strlen(x) + 1);
+    b->len += need;
+    return 0;
+}
+
+/* The router's part of the set-up (control thread, before the cores run): the internal
+ * servers' addresses (resolved here, once: a core never waits on a resolver) and the
+ * invites stored so far. */
+static bool load_router(xf_s2s_app *app, const xf_config *cfg, char *err, size_t errlen)
+{
+    for (uint32_t i = 0; i < cfg->internal_count; i++) {
+        const xf_internal *in = &cfg->internals[i];
+        struct xf_s2s_internal *o = &app->internals[i];
+        snprintf(o->name, sizeof o->name, "%s", in->name);
+        snprintf(o->secret, sizeof o->secret, "%s", in->secret);
+        char port[8];
+        snprintf(port, sizeof port, "%u", in->addr.port);
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+        int rc = getaddrinfo(in->addr.host, port, &hints, &res);
+        if (rc != 0 || !res) {
+            snprintf(err, errlen, "[internal %s] host '%s': %s", in->name, in->addr.host,
+                     gai_strerror(rc));
+            return false;
+        }
+        memcpy(&o->addr, res->ai_addr, res->ai_addrlen);
+        o->addrlen = res->ai_addrlen;
+        freeaddrinfo(res);
+    }
+    app->ninternals = cfg->internal_count;
+    snprintf(app->store_path, sizeof app->store_path, "%s", cfg->store);
+    if (!cfg->store[0]) return true;
+    xf_store *st = NULL;
+    if (xf_store_open(cfg->store, &st, err, errlen) != XF_STORE_OK) return false;
+    boot_buf b = {0};
+    xf_store_rc rc = xf_store_invite_each(st, boot_invite, &b);
+    if (rc != XF_STORE_OK) {
+        snprintf(err, errlen, "reading invites: %s", xf_store_errmsg(st));
+        xf_store_close(st);
+        free(b.buf);
+        return false;
+    }
+    xf_store_close(st);
+    app->invites_boot = b.buf;
+    app->invites_boot_len = b.len;
+    return true;
+}
 
 xf_s2s *xf_s2s_new(const xf_config *cfg, xf_pstatus *pstatus, char *err, size_t errlen)
 {
@@ -598,6 +744,12 @@ xf_s2s *xf_s2s_new(const xf_config *cfg, xf_pstatus *pstatus, char *err, size_t 
         snprintf(app->random_secret + 2 * i, 3, "%02x", rnd[i]);
     snprintf(app->dns, sizeof app->dns, "%s", cfg->dns);
     app->pstatus = pstatus;
+    if (!load_router(app, cfg, err, errlen)) {
+        xf_tls_ctx_free(app->tls);
+        free(app->invites_boot);
+        free(s);
+        return NULL;
+    }
     app->plain = (struct xf_s2s_listener){app, false};
     app->direct = (struct xf_s2s_listener){app, true};
     return s;
@@ -606,6 +758,7 @@ xf_s2s *xf_s2s_new(const xf_config *cfg, xf_pstatus *pstatus, char *err, size_t 
 void xf_s2s_free(xf_s2s *s)
 {
     if (!s) return;
+    free(s->app.invites_boot);
     xf_tls_ctx_free(s->app.tls);
     free(s->app.sh);
     free(s);

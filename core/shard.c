@@ -650,9 +650,15 @@ static void flush_all(xf_shard *s)
 
 bool xf_shard_send(xf_shard *s, uint32_t dst, uint32_t type, const void *data, uint32_t len)
 {
+    return xf_shard_send2(s, dst, type, NULL, 0, data, len);
+}
+
+bool xf_shard_send2(xf_shard *s, uint32_t dst, uint32_t type, const void *hdr, uint32_t hlen,
+                    const void *data, uint32_t len)
+{
     xf_rt *rt = s->rt;
     assert(dst <= rt->n);
-    if (!xf_spsc_push(queue(rt, s->id, dst), type, data, len)) {
+    if (!xf_spsc_push2(queue(rt, s->id, dst), type, hdr, hlen, data, len)) {
         m_inc(s, XF_METRIC_HANDOFF_QUEUE_FULL, 1);
         return false;
     }

@@ -540,3 +540,104 @@ xf_store_rc xf_store_gateway_commit(xf_store *s, xf_gateway_edit edit, void *arg
     }
     return finish(s, rc);
 }
+
+/* ---- invites ------------------------------------------------------------- */
+
+#define JID_DOMAIN_MAX 1023 /* RFC 7622 §3.2 */
+
+/* The domain part of a JID ([local@]domain[/resource]), ASCII lower-cased,
+ * without a trailing dot. False when there is none or it is too long. */
+static bool jid_domain(const char *jid, char out[JID_DOMAIN_MAX + 1])
+{
+    size_t end = strcspn(jid, "/");
+    const char *at = memchr(jid, '@', end);
+    const char *d = at ? at + 1 : jid;
+    size_t n = end - (size_t)(d - jid);
+    if (n > 0 && d[n - 1] == '.') n--;
+    if (n == 0 || n > JID_DOMAIN_MAX) return false;
+    for (size_t i = 0; i < n; i++)
+        out[i] = d[i] >= 'A' && d[i] <= 'Z' ? (char)(d[i] - 'A' + 'a') : d[i];
+    out[n] = '\0';
+    return true;
+}
+
+xf_store_rc xf_store_invite_put(xf_store *s, const char *local_jid, const char *remote_jid)
+{
+    char domain[JID_DOMAIN_MAX + 1];
+    if (local_jid[0] == '\0') {
+        snprintf(s->err, sizeof s->err, "an invite needs a local JID");
+        return XF_STORE_REFUSED;
+    }
+    if (!jid_domain(remote_jid, domain)) {
+        snprintf(s->err, sizeof s->err, "'%.200s' is not a JID with a domain part", remote_jid);
+        return XF_STORE_REFUSED;
+    }
+    sqlite3_stmt *st;
+    if (begin(s) != SQLITE_OK) return XF_STORE_ERROR;
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT OR IGNORE INTO invites (local_jid, remote_jid, remote_domain) "
+                           "VALUES (?1, ?2, ?3)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return finish(s, fail(s, "writing an invite"));
+    sqlite3_bind_text(st, 1, local_jid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, remote_jid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, domain, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return finish(s, step == SQLITE_DONE ? XF_STORE_OK : fail(s, "writing an invite"));
+}
+
+xf_store_rc xf_store_invite_del(xf_store *s, const char *local_jid, const char *remote_jid)
+{
+    sqlite3_stmt *st;
+    if (begin(s) != SQLITE_OK) return XF_STORE_ERROR;
+    if (sqlite3_prepare_v2(s->db, "DELETE FROM invites WHERE local_jid = ?1 AND remote_jid = ?2",
+                           -1, &st, NULL) != SQLITE_OK)
+        return finish(s, fail(s, "removing an invite"));
+    sqlite3_bind_text(st, 1, local_jid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, remote_jid, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (step != SQLITE_DONE) return finish(s, fail(s, "removing an invite"));
+    return finish(s, sqlite3_changes(s->db) == 0 ? XF_STORE_NOTFOUND : XF_STORE_OK);
+}
+
+xf_store_rc xf_store_invite_each(xf_store *s, xf_invite_fn fn, void *arg)
+{
+    sqlite3_stmt *st;
+    /* One read transaction, so the walk sees one consistent state. */
+    if (exec(s, "BEGIN") != SQLITE_OK) return XF_STORE_ERROR;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT local_jid, remote_jid FROM invites "
+                           "ORDER BY remote_domain, local_jid, remote_jid",
+                           -1, &st, NULL) != SQLITE_OK) {
+        xf_store_rc rc = fail(s, "listing invites");
+        exec(s, "ROLLBACK");
+        return rc;
+    }
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        const unsigned char *l = sqlite3_column_text(st, 0);
+        const unsigned char *r = sqlite3_column_text(st, 1);
+        if (fn(l ? (const char *)l : "", r ? (const char *)r : "", arg) != 0) break;
+    }
+    xf_store_rc rc = XF_STORE_OK;
+    if (step != SQLITE_ROW && step != SQLITE_DONE) rc = fail(s, "listing invites");
+    sqlite3_finalize(st);
+    exec(s, "COMMIT");
+    return rc;
+}
+
+xf_store_rc xf_store_invite_count(xf_store *s, uint64_t *n)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM invites", -1, &st, NULL) != SQLITE_OK)
+        return fail(s, "counting invites");
+    xf_store_rc rc = XF_STORE_OK;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *n = (uint64_t)sqlite3_column_int64(st, 0);
+    else
+        rc = fail(s, "counting invites");
+    sqlite3_finalize(st);
+    return rc;
+}

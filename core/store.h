@@ -56,4 +56,20 @@ xf_store_rc xf_store_gateway_get(xf_store *s, xf_gateway *out);
 typedef void (*xf_gateway_edit)(xf_gateway *g, void *arg, xf_verdict *v);
 xf_store_rc xf_store_gateway_commit(xf_store *s, xf_gateway_edit edit, void *arg, xf_verdict *v);
 
+/* Invites (spec §6): local user `local_jid` invited partner user `remote_jid`.
+ * JIDs are stored as given; remote_domain is the domain part of remote_jid,
+ * lower-cased. `put` is idempotent (an existing invite keeps its created_at);
+ * `put` refuses (XF_STORE_REFUSED, xf_store_errmsg says why) a JID without a
+ * domain part; `del` answers XF_STORE_NOTFOUND when there was no such invite.
+ * Each change is one short transaction. */
+xf_store_rc xf_store_invite_put(xf_store *s, const char *local_jid, const char *remote_jid);
+xf_store_rc xf_store_invite_del(xf_store *s, const char *local_jid, const char *remote_jid);
+
+/* Calls fn for every invite ordered by remote_domain, local_jid, remote_jid,
+ * inside one read transaction (fn must not call the store). A non-zero return
+ * from fn stops the walk. */
+typedef int (*xf_invite_fn)(const char *local_jid, const char *remote_jid, void *arg);
+xf_store_rc xf_store_invite_each(xf_store *s, xf_invite_fn fn, void *arg);
+xf_store_rc xf_store_invite_count(xf_store *s, uint64_t *n);
+
 #endif

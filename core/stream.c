@@ -13,6 +13,7 @@
 
 #include "dialback.h"
 #include "heap.h"
+#include "route.h"
 #include "log.h"
 #include "tls_name.h"
 #include "xml_el.h"
@@ -35,6 +36,9 @@
 #define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
 #define NS_DBFEAT  "urn:xmpp:features:dialback"
 #define NS_PING    "urn:xmpp:ping"
+#define NS_SM      "urn:xmpp:sm:3"
+
+enum { SM_OFF = 0, SM_ENABLING, SM_ON };
 /* Log id of a stream: core.sequence */
 #define SID(st) (unsigned)((st)->sid >> 40), (unsigned long long)((st)->sid & 0xffffffffffull)
 
@@ -189,12 +193,20 @@ void xf_stream_fail(xf_stream *st, const char *cond, const char *fmt, ...)
 static void stream_free(xf_stream *st)
 {
     xf_s2s_shard *sh = st->sh;
+    if (st->dir == XF_DIR_IN) { /* the core's inbound list */
+        if (st->prev)
+            st->prev->next = st->next;
+        else if (sh->ins == st)
+            sh->ins = st->next;
+        if (st->next) st->next->prev = st->prev;
+    }
     for (int i = 0; i < XF_S2S_PAIRS_MAX; i++)
         if (st->pairs[i].state == XF_PAIR_PENDING && st->pairs[i].pend >= 0)
             xf_s2s_pend_drop(sh, st->pairs[i].pend);
     if (st->tls) xf_tls_free(st->tls);
     xf_heap_free(st->tokmem);
     xf_heap_free(st->q);
+    xf_heap_free(st->ua);
     xf_heap_free(st->vreq);
     xf_heap_free(st->dial);
     xf_heap_free(st);
@@ -258,6 +270,12 @@ bool xf_stream_attach(xf_stream *st, const xf_partner *p)
     }
     st->counted = true;
     snprintf(st->partner, sizeof st->partner, "%s", p->domain);
+    st->pol = (uint8_t)(0x80 | p->tls | p->sasl << 2 | (p->dialback ? 1 : 0) << 4);
+    const char *v[] = {p->domain, st->dir == XF_DIR_IN ? "in" : "out"};
+    if (st->dir == XF_DIR_OUT) { /* inbound stanzas are counted where they are delivered */
+        st->row_routed = xf_family_row(st->sh->m, XF_FAMILY_STANZAS_ROUTED, v);
+        st->row_bytes = xf_family_row(st->sh->m, XF_FAMILY_BYTES_ROUTED, v);
+    }
     st->status_row = xf_pstatus_row(st->sh->app->pstatus, st->sh->id, p->domain);
     if (st->status_row >= 0)
         xf_pstatus_stream(st->sh->app->pstatus, st->sh->id, st->status_row,
@@ -428,10 +446,8 @@ static void on_close(xf_conn *c, int err)
     if (st->dir == XF_DIR_VERIFY && st->vreq)
         xf_s2s_verify_done(st, XF_DB_ERROR, "the authoritative server closed the stream");
     if (st->dir == XF_DIR_OUT) {
-        if (st->qcount)
-            xf_log(XF_LOG_WARN, "s2s out #%u.%llu %s->%s: %u stanza(s) not sent: stream ended",
-                   SID(st), local_name(st), st->remote, st->qcount);
         xf_s2s_out_unlink(st);
+        xf_stream_out_abandon(st, "remote-server-timeout", "the stream to the partner ended");
     }
     xf_log(XF_LOG_DEBUG, "s2s %s #%u.%llu: connection closed (%d)", dir_name(st), SID(st), err);
     st->dead = true;
@@ -535,6 +551,12 @@ xf_stream *xf_stream_new(xf_s2s_shard *sh, xf_sdir dir)
     for (int i = 0; i < XF_S2S_PAIRS_MAX; i++)
         st->pairs[i].pend = -1;
     xf_xml_init(&st->tok, &sh->lim, XF_XML_STREAM, mem, sh->tokmem);
+    st->row_routed = st->row_bytes = -1;
+    if (dir == XF_DIR_IN) {
+        st->next = sh->ins;
+        if (sh->ins) sh->ins->prev = st;
+        sh->ins = st;
+    }
     return st;
 }
 
@@ -571,40 +593,152 @@ void xf_stream_connected(xf_stream *st, bool direct)
     }
 }
 
-/* ---- outbound queue -------------------------------------------------------------- */
+/* ---- outbound queue and XEP-0198 ---------------------------------------------------- */
+
+/* Appends a packed stanza to a growable buffer (the wait queue or the unacked ring). */
+static bool buf_append(xf_stream *st, uint8_t **b, uint32_t *blen, uint32_t *bcap,
+                       const uint8_t *hdr, size_t hlen, const uint8_t *bytes, size_t len)
+{
+    size_t need = *blen + hlen + len;
+    if (need > XF_S2S_QUEUE_BYTES + (XF_ROUTE_STANZA_MAX)) return false;
+    if (need > *bcap) {
+        uint32_t cap = *bcap ? *bcap : 4096;
+        while (cap < need)
+            cap *= 2;
+        uint8_t *q = xf_heap_malloc(xf_shard_heap(st->sh->shard), cap);
+        if (!q) return false;
+        if (*blen) memcpy(q, *b, *blen);
+        xf_heap_free(*b);
+        *b = q;
+        *bcap = cap;
+    }
+    memcpy(*b + *blen, hdr, hlen);
+    memcpy(*b + *blen + hlen, bytes, len);
+    *blen += (uint32_t)(hlen + len);
+    return true;
+}
+
+/* Writes one stanza on a ready stream; with XEP-0198 on, keeps a copy until acknowledged. */
+static bool send_stanza(xf_stream *st, const uint8_t *hdr, size_t hlen, const uint8_t *bytes,
+                        size_t len)
+{
+    if (!wr(st, bytes, len)) return false;
+    st->last_stanza = xf_now_ms();
+    xf_family_inc(st->sh->m, XF_FAMILY_STANZAS_ROUTED, st->row_routed, 1);
+    xf_family_inc(st->sh->m, XF_FAMILY_BYTES_ROUTED, st->row_bytes, len);
+    if (st->sm == SM_OFF) return true;
+    st->sm_sent++;
+    if (st->ua_head > (1u << 20) && st->ua_head * 2 > st->ua_len) { /* compact */
+        memmove(st->ua, st->ua + st->ua_head, st->ua_len - st->ua_head);
+        st->ua_len -= st->ua_head;
+        st->ua_head = 0;
+    }
+    if (buf_append(st, &st->ua, &st->ua_len, &st->ua_cap, hdr, hlen, bytes, len)) {
+        st->ua_count++;
+        xf_metric_add(st->sh->m, XF_METRIC_SM_UNACKED, 1);
+    } else {
+        xf_log(XF_LOG_WARN, "s2s out #%u.%llu %s: unacknowledged stanzas past the bound: "
+               "this one is no longer tracked", SID(st), st->remote);
+    }
+    if (!st->sm_r_out) {
+        st->sm_r_out = true;
+        wrf(st, "<r xmlns='" NS_SM "'/>");
+    }
+    return true;
+}
 
 static void flush_queue(xf_stream *st)
 {
-    if (st->qlen && wr(st, st->q, st->qlen)) {
-        xf_log(XF_LOG_DEBUG, "s2s out #%u.%llu: %u queued stanza(s) sent", SID(st), st->qcount);
+    size_t off = 0;
+    uint32_t n = 0;
+    xf_spacked p;
+    while (off < st->qlen && xf_smeta_unpack(st->q + off, st->qlen - off, &p)) {
+        size_t hl = (size_t)(p.bytes - (st->q + off));
+        if (!send_stanza(st, st->q + off, hl, p.bytes, p.m.len)) break;
+        off += xf_spacked_size(&p.m);
+        n++;
     }
+    if (n) xf_log(XF_LOG_DEBUG, "s2s out #%u.%llu: %u queued stanza(s) sent", SID(st), n);
+    if (off < st->qlen) /* the stream broke while flushing: the rest goes back */
+        xf_route_bounce_all(st->sh, st->q + off, st->qlen - off, "remote-server-timeout",
+                            "the stream to the partner failed");
+    xf_metric_add(st->sh->m, XF_METRIC_OUT_QUEUED, -(int64_t)st->qcount);
     xf_heap_free(st->q);
     st->q = NULL;
     st->qlen = st->qcap = st->qcount = 0;
 }
 
-bool xf_stream_out_send(xf_stream *st, const void *data, size_t len)
+bool xf_stream_out_send(xf_stream *st, const uint8_t *hdr, size_t hlen, const uint8_t *bytes,
+                        size_t len)
 {
-    if (st->state == S_READY && !st->closing) {
-        st->last_stanza = xf_now_ms();
-        return wr(st, data, len);
-    }
-    if (st->qcount >= XF_S2S_QUEUE_STANZAS || st->qlen + len > XF_S2S_QUEUE_BYTES) return false;
-    if (st->qlen + len > st->qcap) {
-        uint32_t cap = st->qcap ? st->qcap : 4096;
-        while (cap < st->qlen + len)
-            cap *= 2;
-        uint8_t *q = xf_heap_malloc(xf_shard_heap(st->sh->shard), cap);
-        if (!q) return false;
-        if (st->qlen) memcpy(q, st->q, st->qlen);
-        xf_heap_free(st->q);
-        st->q = q;
-        st->qcap = cap;
-    }
-    memcpy(st->q + st->qlen, data, len);
-    st->qlen += (uint32_t)len;
-    st->qcount++;
+    if (st->state == S_READY && !st->closing) return send_stanza(st, hdr, hlen, bytes, len);
+    if (st->closing || st->qcount >= XF_S2S_QUEUE_STANZAS ||
+        st->qlen + hlen + len > XF_S2S_QUEUE_BYTES)
+        return false;
+    if (!buf_append(st, &st->q, &st->qlen, &st->qcap, hdr, hlen, bytes, len)) return false;
+    if (st->qcount++ == 0) st->q_since = xf_now_ms();
+    xf_metric_add(st->sh->m, XF_METRIC_OUT_QUEUED, 1);
     return true;
+}
+
+/* The stream ends: what waited and what was never acknowledged goes back (spec §7). */
+void xf_stream_out_abandon(xf_stream *st, const char *cond, const char *why)
+{
+    if (st->qcount) {
+        xf_log(XF_LOG_WARN, "s2s out #%u.%llu %s->%s: %u queued stanza(s) bounced (%s)", SID(st),
+               local_name(st), st->remote, st->qcount, cond);
+        xf_metric_add(st->sh->m, XF_METRIC_OUT_QUEUED, -(int64_t)st->qcount);
+        uint8_t *q = st->q;
+        uint32_t qlen = st->qlen;
+        st->q = NULL;
+        st->qlen = st->qcap = st->qcount = 0;
+        xf_route_bounce_all(st->sh, q, qlen, cond, why);
+        xf_heap_free(q);
+    }
+    if (st->ua_count) {
+        xf_log(XF_LOG_WARN,
+               "s2s out #%u.%llu %s->%s: %u stanza(s) sent but not acknowledged (XEP-0198): "
+               "bounced",
+               SID(st), local_name(st), st->remote, st->ua_count);
+        xf_metric_add(st->sh->m, XF_METRIC_SM_UNACKED, -(int64_t)st->ua_count);
+        uint8_t *ua = st->ua;
+        uint32_t h = st->ua_head, l = st->ua_len;
+        st->ua = NULL;
+        st->ua_head = st->ua_len = st->ua_cap = st->ua_count = 0;
+        xf_route_bounce_all(st->sh, ua + h, l - h, "remote-server-timeout",
+                            "the stream to the partner ended before the stanza was acknowledged");
+        xf_heap_free(ua);
+    }
+}
+
+/* <a h='N'/>: the peer handled N stanzas since <enable/>; drop those from the unacked ring. */
+static void sm_ack(xf_stream *st, const xf_el *e)
+{
+    xf_xml_slice hv;
+    char hs[16];
+    if (!xf_el_attr(e, "h", &hv) || xf_xml_decode(hv, hs, sizeof hs) >= sizeof hs) return;
+    hs[sizeof hs - 1] = 0;
+    uint32_t h = (uint32_t)strtoul(hs, NULL, 10);
+    uint32_t n = h - st->sm_acked;
+    if (n > st->ua_count) {
+        xf_stream_fail(st, "undefined-condition", "the peer acknowledged %u stanzas, %u were sent",
+                       h, st->sm_sent);
+        return;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        xf_spacked p;
+        if (!xf_smeta_unpack(st->ua + st->ua_head, st->ua_len - st->ua_head, &p)) break;
+        st->ua_head += (uint32_t)xf_spacked_size(&p.m);
+    }
+    st->ua_count -= n;
+    st->sm_acked = h;
+    xf_metric_add(st->sh->m, XF_METRIC_SM_UNACKED, -(int64_t)n);
+    if (st->ua_count == 0) st->ua_head = st->ua_len = 0;
+    st->sm_r_out = false;
+    if (st->ua_count) { /* more went out since that request */
+        st->sm_r_out = true;
+        wrf(st, "<r xmlns='" NS_SM "'/>");
+    }
 }
 
 static void out_ready(xf_stream *st, unsigned method)
@@ -620,6 +754,11 @@ static void out_ready(xf_stream *st, unsigned method)
            local_name(st), st->remote, xf_neg_method_name(method), st->tls ? " tls=" : "",
            st->tls ? xf_tls_version(st->tls) : "");
     arm_timer(st);
+    if (st->sm_offered) { /* XEP-0198: acknowledgements tell what the partner really got */
+        st->sm = SM_ENABLING;
+        st->sm_sent = st->sm_acked = 0;
+        wrf(st, "<enable xmlns='" NS_SM "'/>");
+    }
     flush_queue(st);
 }
 
@@ -854,6 +993,8 @@ static void features_out(xf_stream *st, const xf_el *f)
             }
         } else if (xf_slice_eq(k.name, "dialback") && xf_slice_eq(k.ns, NS_DBFEAT)) {
             st->offered.dialback = true;
+        } else if (xf_slice_eq(k.name, "sm") && xf_slice_eq(k.ns, NS_SM)) {
+            st->sm_offered = true;
         }
     }
     out_step(st);
@@ -915,6 +1056,21 @@ static step element_out(xf_stream *st, const xf_xml_stanza *s, const xf_el *e)
             xf_pstatus_auth_failed(st->sh->app->pstatus, st->sh->id, st->status_row,
                                    "the partner refused our dialback key", time(NULL));
         return STOP;
+    }
+    if (st->state == S_READY && xf_slice_eq(s->ns, NS_SM)) {
+        if (xf_slice_eq(s->name, "enabled") && st->sm == SM_ENABLING) {
+            st->sm = SM_ON;
+            xf_log(XF_LOG_DEBUG, "s2s out #%u.%llu %s: stream management on", SID(st), st->remote);
+        } else if (xf_slice_eq(s->name, "failed")) { /* sent stanzas lose their tracking */
+            xf_metric_add(st->sh->m, XF_METRIC_SM_UNACKED, -(int64_t)st->ua_count);
+            st->sm = SM_OFF;
+            st->ua_head = st->ua_len = st->ua_count = 0;
+        } else if (xf_slice_eq(s->name, "a") && st->sm != SM_OFF) {
+            sm_ack(st, e);
+        } else if (xf_slice_eq(s->name, "r")) {
+            wrf(st, "<a xmlns='" NS_SM "' h='0'/>"); /* nothing is sent to us on this stream */
+        }
+        return st->closing ? STOP : NEXT;
     }
     return NEXT; /* stanzas on our outbound stream: nothing for us */
 }
@@ -1290,15 +1446,26 @@ static void stanza_in(xf_stream *st, const xf_xml_stanza *s, const xf_el *e)
         int n =
             snprintf(out, sizeof out, "<iq type='result' id='%s' from='%s' to='%s'/>",
                      esc(id, ei, sizeof ei), st->sh->app->locals[li], esc(raw_from, ef, sizeof ef));
-        if (n > 0 && (size_t)n < sizeof out &&
-            !xf_s2s_route_out(st->sh, (uint32_t)li, from, out, (size_t)n))
+        xf_sfacts *f = (xf_sfacts *)(st->sh->scratch + XF_XML_STANZA_POSTAUTH_MAX);
+        memset(&f->m, 0, sizeof f->m);
+        f->m.kind = XF_KIND_IQ;
+        f->m.type = XF_T_RESULT;
+        f->m.origin = XF_ORIGIN_XFED;
+        f->m.local = (uint8_t)li;
+        snprintf(f->from, sizeof f->from, "%s", st->sh->app->locals[li]);
+        snprintf(f->to, sizeof f->to, "%s", raw_from);
+        f->m.from_len = (uint16_t)strlen(f->from);
+        f->m.to_len = (uint16_t)strlen(f->to);
+        f->m.len = n > 0 ? (uint32_t)n : 0;
+        uint8_t hdr[sizeof(xf_smeta) + 2 * 1024 + XF_DOMAIN_MAX + 1];
+        size_t hl = xf_smeta_pack(f, hdr, sizeof hdr);
+        if (n > 0 && (size_t)n < sizeof out && hl &&
+            !xf_s2s_route_out(st->sh, (uint32_t)li, from, hdr, hl, (const uint8_t *)out,
+                              (size_t)n, NULL))
             xf_log(XF_LOG_WARN, "s2s: ping answer to %s dropped: no outbound capacity", from);
         return;
     }
-    /* Routing to internal servers arrives with the routing layer: until
-     * then a request is answered, never dropped silently. */
-    xf_log(XF_LOG_DEBUG, "s2s in #%u.%llu %s<-%s: %.*s stanza not routed (no route yet)", SID(st),
-           to, from, (int)s->name.len, s->name.ptr);
+    xf_route_from_partner(st, &st->tok, s, (uint32_t)li, from);
 }
 
 static step element_in(xf_stream *st, const xf_xml_stanza *s, const xf_el *e)

@@ -97,6 +97,19 @@ typedef struct xf_s2s_app {
         bool direct;
     } plain, direct;
     char ca_file[XF_PATH_MAX];
+    /* The router (route.h): internal servers, the store for invites, and the invites
+     * read at start ("U\0X\0" pairs; every core copies them into its own set). */
+    uint32_t ninternals;
+    struct xf_s2s_internal {
+        char name[64];
+        struct sockaddr_storage addr;
+        socklen_t addrlen;
+        char secret[XF_SECRET_MAX];
+    } internals[XF_INTERNALS_MAX];
+    char store_path[XF_PATH_MAX];
+    char *invites_boot;
+    size_t invites_boot_len;
+    struct xf_store *vstore; /* the verification thread's own store connection */
 } xf_s2s_app;
 
 typedef struct {
@@ -114,6 +127,9 @@ struct xf_s2s_shard {
     uint64_t next_sid;
     uint64_t rng;
     xf_stream *outs; /* outbound streams of this core */
+    xf_stream *ins;  /* inbound streams of this core */
+    struct xf_route_shard *rs;
+    uint8_t *scratch; /* a re-serialised stanza (XF_ROUTE_STANZA_MAX bytes) */
     xf_pending_slot pend[XF_S2S_PENDING_MAX];
     uint32_t pend_next;
     size_t tokmem;
@@ -152,10 +168,21 @@ struct xf_stream {
     xf_dial *dial;        /* outbound while connecting */
     xf_dbv_request *vreq; /* verification streams: the question */
     uint32_t vsrc;        /* verification streams: the asking core */
-    xf_stream *next;      /* outbound list of the core */
-    /* outbound: stanzas waiting for the stream to authenticate (bounded) */
+    xf_stream *next, *prev; /* the core's outbound or inbound list */
+    uint8_t pol;            /* the partner's tls/sasl/dialback when attached */
+    int32_t row_routed, row_bytes; /* metric rows for this partner and direction */
+    /* outbound: stanzas waiting for the stream to authenticate (bounded), packed as
+     * stanza.h says so that each can be bounced */
     uint8_t *q;
     uint32_t qlen, qcap, qcount;
+    uint64_t q_since; /* when the oldest queued stanza arrived */
+    /* outbound XEP-0198: stanzas sent but not acknowledged (same packing) */
+    uint8_t sm;       /* SM_OFF, SM_ENABLING, SM_ON */
+    bool sm_offered;  /* the peer's features listed <sm xmlns='urn:xmpp:sm:3'/> */
+    bool sm_r_out;    /* an <r/> is outstanding */
+    uint8_t *ua;
+    uint32_t ua_head, ua_len, ua_cap, ua_count; /* bytes [ua_head, ua_len) are unacked */
+    uint32_t sm_sent, sm_acked;                 /* h values, mod 2^32 */
     bool sasl_ok;            /* outbound: SASL succeeded, waiting for the restarted stream */
     bool got_header;         /* on the current (restarted) stream */
     bool ever_header;        /* on this connection */
@@ -184,8 +211,12 @@ bool xf_stream_attach(xf_stream *st, const xf_partner *p);
 void xf_stream_release(xf_stream *st);
 /* A db:verify answer for pending slot `slot` arrived. */
 void xf_stream_dbv_reply(xf_stream *st, int slot, const xf_dbv_reply *r);
-/* Outbound: queue (or send, when ready) a stanza; false when the queue is full. */
-bool xf_stream_out_send(xf_stream *st, const void *data, size_t len);
+/* Outbound: queue (or send, when ready) a stanza packed as stanza.h says (hdr: meta and
+ * strings; bytes: the stanza); false when the queue is full. */
+bool xf_stream_out_send(xf_stream *st, const uint8_t *hdr, size_t hlen, const uint8_t *bytes,
+                        size_t len);
+/* Outbound stream ending: queued and unacknowledged stanzas are bounced with `cond`. */
+void xf_stream_out_abandon(xf_stream *st, const char *cond, const char *why);
 
 /* ---- s2s.c (used by stream.c) ------------------------------------------------ */
 const xf_snapshot *xf_s2s_snap(xf_s2s_shard *sh);
@@ -207,10 +238,13 @@ void xf_s2s_dial_abort(xf_stream *st, const char *why);
 void xf_s2s_out_unlink(xf_stream *st);
 /* Verification thread: the answer to the asking core. */
 void xf_s2s_verify_done(xf_stream *st, xf_db_result r, const char *why);
-/* Sends a stanza to `remote` from local domain `local` through the partner's
- * owner core and its outbound stream (opened on demand). */
-bool xf_s2s_route_out(xf_s2s_shard *sh, uint32_t local, const char *remote, const void *data,
-                      size_t len);
+/* Sends a stanza (packed header + bytes, stanza.h) to `remote` from local domain `local`
+ * through the partner's owner core and its outbound stream (opened on demand). On false
+ * nothing was queued; *why (when not NULL) names the bounce condition. */
+bool xf_s2s_route_out(xf_s2s_shard *sh, uint32_t local, const char *remote, const uint8_t *hdr,
+                      size_t hlen, const uint8_t *bytes, size_t len, const char **why);
+/* Closes the streams whose partner is gone or whose negotiation settings changed. */
+void xf_s2s_prune_streams(xf_s2s_shard *sh);
 void xf_s2s_count_refusal(xf_s2s_shard *sh, int dir, const char *reason);
 uint64_t xf_s2s_random(xf_s2s_shard *sh);
 

@@ -1,5 +1,7 @@
 /* xfedctl: XMPP federated partners and gateway settings (spec §2). Mirrors
- * New/Set/Get/Remove-CsXmppAllowedPartner and Set/Get-CsXmppGatewayConfiguration.
+ * New/Set/Get/Remove-CsXmppAllowedPartner and Set/Get-CsXmppGatewayConfiguration;
+ * `internal-config` prints the internal servers' configuration for xfed's
+ * XEP-0114 component links.
  *
  * Exit status: 0 committed (or found), 1 refused by validation or not found
  * (nothing saved), 2 usage error, 3 store error.
@@ -9,6 +11,7 @@
 #include "partner_json.h"
 #include "store.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -35,6 +38,9 @@ static const char usage_main[] =
     "  partner remove DOMAIN             remove a partner (Remove-CsXmppAllowedPartner)\n"
     "  gateway get [--json]              show gateway settings (Get-CsXmppGatewayConfiguration)\n"
     "  gateway set [options]             change gateway settings\n"
+    "  internal-config --prosody|--ejabberd [--internal NAME]\n"
+    "                                    the internal server's configuration for xfed's\n"
+    "                                    component links (needs the config)\n"
     "\n"
     "  --store PATH    the SQLite store to use\n"
     "  --config FILE   an xfed config: its [xfed] store, and its local domains (which no\n"
@@ -106,6 +112,21 @@ static const char usage_gateway_set[] =
     "  --stream-establishment-timeout SEC 5..3600 [60]\n"
     "  --stream-inactivity-timeout SEC    10..604800 [600]\n"
     "  --log-message-bodies true|false    [false]\n";
+static const char usage_internal_config[] =
+    "usage: xfedctl [--config FILE] internal-config --prosody|--ejabberd [--internal NAME]\n"
+    "\n"
+    "Prints the snippet to paste into an internal XMPP server's configuration so that it\n"
+    "accepts xfed's XEP-0114 component links: one component per domain of every partner\n"
+    "in the store now (primary and additional, sorted), with the host, port and secret of\n"
+    "the config's [internal NAME] section. Run it again after partners or their domains\n"
+    "change.\n"
+    "  --prosody         Prosody 0.12: component_ports and component_interface (global\n"
+    "                    section) and one Component block per partner domain\n"
+    "  --ejabberd        ejabberd 23.x: one ejabberd_service item for the listen: list,\n"
+    "                    serving every partner domain\n"
+    "  --internal NAME   which [internal NAME] section (default: the first one)\n"
+    "It needs the config (--config, else $XFED_CONFIG, else " DEFAULT_CONFIG " if it\n"
+    "exists); the store is the config's unless --store is given.\n";
 
 /* ---- store selection ---------------------------------------------------- */
 
@@ -558,6 +579,231 @@ static int cmd_gateway(ctl *c, int argc, char **argv, const char *store_opt, con
     return EXIT_COMMITTED;
 }
 
+/* ---- internal-config ----------------------------------------------------- */
+
+typedef struct {
+    char (*names)[XF_DOMAIN_MAX + 1];
+    size_t n, cap;
+    bool oom;
+} domain_list;
+
+static int collect_domains(const xf_partner *p, const char *load_error, void *arg)
+{
+    domain_list *l = arg;
+    if (load_error)
+        fprintf(stderr,
+                "xfedctl: warning: partner %s: damaged record (%s); its domains are listed as "
+                "stored\n",
+                p->domain, load_error);
+    for (uint32_t i = 0; i <= p->domain_count; i++) {
+        if (l->n == l->cap) {
+            size_t cap = l->cap ? l->cap * 2 : 64;
+            void *grown = realloc(l->names, cap * sizeof *l->names);
+            if (!grown) {
+                l->oom = true;
+                return 1;
+            }
+            l->names = grown, l->cap = cap;
+        }
+        snprintf(l->names[l->n++], XF_DOMAIN_MAX + 1, "%s", i == 0 ? p->domain : p->domains[i - 1]);
+    }
+    return 0;
+}
+
+static int domain_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* A Lua string literal: backslash and double quote escaped, control bytes as \ddd. */
+static void put_lua_string(const char *s)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '\\' || *p == '"')
+            printf("\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f)
+            printf("\\%03u", *p);
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}
+
+/* A YAML double-quoted scalar: backslash and double quote escaped, control bytes as \xNN. */
+static void put_yaml_string(const char *s)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '\\' || *p == '"')
+            printf("\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f)
+            printf("\\x%02x", *p);
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}
+
+static bool is_ip_address(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+static void print_prosody(const xf_internal *in, const domain_list *l)
+{
+    printf("-- xfed: XEP-0114 component links for [internal %s] (xfedctl internal-config "
+           "--prosody)\n",
+           in->name);
+    if (l->n == 0) {
+        printf("-- no partners yet: add one with 'xfedctl partner new DOMAIN', then run this "
+               "again\n");
+        return;
+    }
+    printf("-- The two global settings go before the first VirtualHost or Component line of\n"
+           "-- prosody.cfg.lua, the Component blocks at its end; then reload Prosody.\n");
+    printf("component_ports = { %u }\n", (unsigned)in->addr.port);
+    printf("component_interface = ");
+    put_lua_string(in->addr.host);
+    printf("\n");
+    for (size_t i = 0; i < l->n; i++) {
+        printf("\nComponent ");
+        put_lua_string(l->names[i]);
+        printf("\n    component_secret = ");
+        put_lua_string(in->secret);
+        printf("\n");
+    }
+}
+
+static void print_ejabberd(const xf_internal *in, const domain_list *l)
+{
+    printf("# xfed: XEP-0114 component links for [internal %s] (xfedctl internal-config "
+           "--ejabberd)\n",
+           in->name);
+    if (l->n == 0) {
+        printf("# no partners yet: add one with 'xfedctl partner new DOMAIN', then run this "
+               "again\n");
+        return;
+    }
+    printf("# Add this item to the top-level listen: list of ejabberd.yml (merge it into an\n"
+           "# existing listen:), then reload ejabberd.\n");
+    printf("listen:\n  -\n    port: %u\n    ip: ", (unsigned)in->addr.port);
+    put_yaml_string(in->addr.host);
+    printf("\n    module: ejabberd_service\n    hosts:\n");
+    for (size_t i = 0; i < l->n; i++) {
+        printf("      ");
+        put_yaml_string(l->names[i]);
+        printf(":\n        password: ");
+        put_yaml_string(in->secret);
+        printf("\n");
+    }
+}
+
+static int cmd_internal_config(ctl *c, int argc, char **argv, const char *store_opt,
+                               const char *config_opt)
+{
+    bool prosody = false, ejabberd = false;
+    const char *name = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(usage_internal_config, stdout);
+            return EXIT_COMMITTED;
+        } else if (strcmp(a, "--prosody") == 0) {
+            prosody = true;
+        } else if (strcmp(a, "--ejabberd") == 0) {
+            ejabberd = true;
+        } else if (strcmp(a, "--internal") == 0) {
+            if (i + 1 == argc) {
+                fprintf(stderr, "xfedctl: --internal needs a value\n");
+                return EXIT_USAGE;
+            }
+            name = argv[++i];
+        } else if (strncmp(a, "--internal=", 11) == 0) {
+            name = a + 11;
+        } else {
+            fprintf(stderr,
+                    "xfedctl: unexpected argument '%s' (see 'xfedctl internal-config "
+                    "--help')\n",
+                    a);
+            return EXIT_USAGE;
+        }
+    }
+    if (prosody == ejabberd) {
+        fprintf(stderr, "xfedctl: internal-config needs one of --prosody or --ejabberd\n");
+        return EXIT_USAGE;
+    }
+    if (!config_opt) config_opt = getenv("XFED_CONFIG");
+    if (!config_opt && access(DEFAULT_CONFIG, R_OK) == 0) config_opt = DEFAULT_CONFIG;
+    if (!config_opt) {
+        fprintf(stderr, "xfedctl: internal-config needs the xfed config for its [internal] "
+                        "sections: give --config FILE\n");
+        return EXIT_USAGE;
+    }
+
+    /* The [internal] section is checked before the store is opened (or created). */
+    xf_config *cfg = malloc(sizeof *cfg);
+    char err[1024];
+    if (!cfg) {
+        fprintf(stderr, "xfedctl: out of memory\n");
+        return EXIT_STORE;
+    }
+    if (!xf_config_load(config_opt, cfg, err, sizeof err)) {
+        fprintf(stderr, "xfedctl: config: %s\n", err);
+        free(cfg);
+        return EXIT_STORE;
+    }
+    const xf_internal *in = NULL;
+    if (cfg->internal_count == 0) {
+        fprintf(stderr,
+                "xfedctl: %s has no [internal NAME] section: add one with the internal "
+                "server's host, port and secret (spec §2), then run this again\n",
+                config_opt);
+        free(cfg);
+        return EXIT_USAGE;
+    }
+    for (uint32_t i = 0; i < cfg->internal_count && name; i++)
+        if (strcmp(cfg->internals[i].name, name) == 0) in = &cfg->internals[i];
+    if (!name) in = &cfg->internals[0];
+    if (!in) {
+        fprintf(stderr, "xfedctl: %s has no [internal %s] section; it has:", config_opt, name);
+        for (uint32_t i = 0; i < cfg->internal_count; i++)
+            fprintf(stderr, "%s %s", i ? "," : "", cfg->internals[i].name);
+        fprintf(stderr, "\n");
+        free(cfg);
+        return EXIT_USAGE;
+    }
+    if (!is_ip_address(in->addr.host))
+        fprintf(stderr,
+                "xfedctl: warning: [internal %s] host '%s' is not an IP address; %s needs the "
+                "address the internal server listens on\n",
+                in->name, in->addr.host,
+                prosody ? "Prosody's component_interface" : "ejabberd's ip");
+
+    int rc = open_store(c, store_opt, config_opt);
+    if (rc != EXIT_COMMITTED) {
+        free(cfg);
+        return rc;
+    }
+    domain_list l = {0};
+    if (xf_store_partner_each(c->store, collect_domains, &l) != XF_STORE_OK || l.oom) {
+        fprintf(stderr, "xfedctl: store: %s\n",
+                l.oom ? "out of memory" : xf_store_errmsg(c->store));
+        free(l.names);
+        free(cfg);
+        return EXIT_STORE;
+    }
+    qsort(l.names, l.n, sizeof *l.names, domain_cmp);
+    if (prosody)
+        print_prosody(in, &l);
+    else
+        print_ejabberd(in, &l);
+    free(l.names);
+    free(cfg);
+    return fflush(stdout) == 0 ? EXIT_COMMITTED : EXIT_STORE;
+}
+
 int main(int argc, char **argv)
 {
     /* Global options may stand anywhere; take them out first. */
@@ -599,8 +845,12 @@ int main(int argc, char **argv)
         rc = cmd_partner(&c, argc - 2, argv + 2, store_opt, config_opt);
     else if (strcmp(argv[1], "gateway") == 0)
         rc = cmd_gateway(&c, argc - 2, argv + 2, store_opt, config_opt);
+    else if (strcmp(argv[1], "internal-config") == 0)
+        rc = cmd_internal_config(&c, argc - 2, argv + 2, store_opt, config_opt);
     else {
-        fprintf(stderr, "xfedctl: unknown command '%s' (partner, gateway; see --help)\n", argv[1]);
+        fprintf(stderr,
+                "xfedctl: unknown command '%s' (partner, gateway, internal-config; see --help)\n",
+                argv[1]);
         rc = EXIT_USAGE;
     }
     xf_store_close(c.store);

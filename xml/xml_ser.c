@@ -210,6 +210,7 @@ static bool start_tag(ser *s, const char *name, uint32_t nlen, ser_attr *a, uint
         bool decl = a[i].name_len >= 5 && memcmp(a[i].name, "xmlns", 5) == 0 &&
                     (a[i].name_len == 5 || a[i].name[5] == ':');
         if (!decl) continue;
+        if (top && s->o->drop_top_xmlns && a[i].name_len == 5) continue;
         uint32_t pl = a[i].name_len == 5 ? 0 : a[i].name_len - 6;
         if (!scope_push(s, a[i].name + a[i].name_len - pl, pl, a[i].val, a[i].val_len)) {
             return false;
@@ -302,7 +303,7 @@ static const char *tag(ser *s, const char *p, const char *e)
 long xf_xml_reserialize(const xf_xml_tok *t, const xf_xml_stanza *st, const xf_xml_ser_opts *o,
                         char *out, size_t cap)
 {
-    static const xf_xml_ser_opts none = {{NULL, 0}, NULL, NULL};
+    static const xf_xml_ser_opts none = {{NULL, 0}, NULL, NULL, false};
     ser s;
     memset(&s, 0, sizeof s);
     s.t = t;

@@ -14,6 +14,7 @@
 #ifndef XF_XML_SER_H
 #define XF_XML_SER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "xml_tok.h"
@@ -22,6 +23,7 @@ typedef struct xf_xml_ser_opts {
     xf_xml_slice from;      /* ptr != NULL: stamp this decoded value as 'from' on the stanza */
     const char *drop_local; /* non-NULL: drop children of the stanza with this local name */
     const char *drop_ns;    /* ... in this namespace (NULL: any) */
+    bool drop_top_xmlns;    /* drop the stanza's own xmlns='...': it takes the new stream's */
 } xf_xml_ser_opts;
 
 #define XF_XML_SER_DEPTH_MAX 256

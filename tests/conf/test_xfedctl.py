@@ -1054,7 +1054,167 @@ class TestCrashSafety(XfedctlCase):
                 self.assertEqual(pp[0], "pp%d" % pp[1])
 
 
-# ---- 11. xfed --check ----------------------------------------------------------------
+# ---- 11. internal-config: the internal servers' snippets (spec §1) -------------------
+
+
+def find_luac():
+    for name in ("luac", "luac5.4", "luac5.3", "luac5.2"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+class TestInternalConfig(XfedctlCase):
+    SECRET = 'c0mp"on\\ent'  # a double quote and a backslash to escape
+    LUA_SECRET = '"c0mp\\"on\\\\ent"'
+    YAML_SECRET = LUA_SECRET  # the same escapes in a YAML double-quoted scalar
+
+    def config(self, internals=(("prosody1", "10.0.0.5", 5347, SECRET),), name="xfed.conf"):
+        cfg = os.path.join(self.tmp, name)
+        write_config(cfg, self.store)
+        with open(cfg, "a") as f:
+            for iname, host, port, secret in internals:
+                f.write("\n[internal %s]\nhost = %s\nport = %d\nsecret = %s\n"
+                        % (iname, host, port, secret))
+        return cfg
+
+    def seed(self):
+        self.ok("partner", "new", "fabrikam.example", "--additional-domains", "Fabrikam.NET")
+        self.ok("partner", "new", "contoso.org")
+
+    def snippet(self, *args, config=None):
+        r = self.ok("internal-config", *args, config=config or self.config())
+        return r.out
+
+    def test_prosody(self):
+        self.seed()
+        out = self.snippet("--prosody")
+        lines = out.splitlines()
+        self.assertTrue(lines[0].startswith("-- xfed"), out)
+        self.assertIn("[internal prosody1]", lines[0])
+        self.assertIn("component_ports = { 5347 }\n", out)
+        self.assertIn('component_interface = "10.0.0.5"\n', out)
+        domains = ["contoso.org", "fabrikam.example", "fabrikam.net"]
+        for d in domains:
+            self.assertIn('Component "%s"\n    component_secret = %s\n' % (d, self.LUA_SECRET),
+                          out)
+        self.assertEqual(out.count("Component \""), 3, out)
+        self.assertEqual(out.count("component_secret"), 3, out)
+        # sorted by domain; the global settings come before the first Component
+        pos = [out.index('Component "%s"' % d) for d in domains]
+        self.assertEqual(pos, sorted(pos), out)
+        self.assertLess(out.index("component_ports"), pos[0])
+        luac = find_luac()
+        if luac:
+            lua = os.path.join(self.tmp, "snippet.cfg.lua")
+            with open(lua, "w") as f:
+                f.write(out)
+            p = subprocess.run([luac, "-p", lua], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stderr.decode("utf-8", "replace") + out)
+        # a removed partner's domains are gone from the next snippet
+        self.ok("partner", "remove", "contoso.org")
+        out = self.snippet("--prosody")
+        self.assertNotIn("contoso.org", out)
+        self.assertEqual(out.count("Component \""), 2, out)
+
+    @unittest.skipUnless(find_luac(), "no luac")
+    def test_prosody_lua_syntax_with_odd_secret(self):
+        self.seed()
+        cfg = self.config([("p", "::1", 5347, "a\\\"b\"\\\\c'd\tend")])
+        out = self.snippet("--prosody", config=cfg)
+        lua = os.path.join(self.tmp, "odd.cfg.lua")
+        with open(lua, "w") as f:
+            f.write(out)
+        p = subprocess.run([find_luac(), "-p", lua], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr.decode("utf-8", "replace") + out)
+        # where a Lua interpreter exists, the string reads back as the secret
+        lua_bin = shutil.which("lua") or shutil.which("lua5.4")
+        if lua_bin:
+            prog = ("function Component(name) end\n" + out +
+                    "\nio.write(component_interface, '|', component_secret)\n")
+            p = subprocess.run([lua_bin, "-"], input=prog.encode(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stderr.decode("utf-8", "replace") + out)
+            self.assertEqual(p.stdout.decode(), "::1|a\\\"b\"\\\\c'd\tend")
+
+    def test_ejabberd(self):
+        self.seed()
+        cfg = self.config([("prosody1", "10.0.0.5", 5347, "first"),
+                           ("ejabberd1", "10.0.0.6", 5348, self.SECRET)])
+        out = self.snippet("--ejabberd", "--internal", "ejabberd1", config=cfg)
+        lines = out.splitlines()
+        self.assertTrue(lines[0].startswith("# xfed"), out)
+        self.assertIn("[internal ejabberd1]", lines[0])
+        self.assertIn('listen:\n  -\n    port: 5348\n    ip: "10.0.0.6"\n'
+                      '    module: ejabberd_service\n    hosts:\n', out)
+        hosts = ["contoso.org", "fabrikam.example", "fabrikam.net"]
+        for h in hosts:
+            self.assertIn('      "%s":\n        password: %s\n' % (h, self.YAML_SECRET), out)
+        self.assertEqual(out.count("password:"), 3, out)
+        pos = [out.index('"%s":' % h) for h in hosts]
+        self.assertEqual(pos, sorted(pos), out)
+        self.assertNotIn("first", out)
+        try:
+            import yaml  # optional: PyYAML is not needed for the rest
+        except ImportError:
+            yaml = None
+        if yaml:
+            doc = yaml.safe_load(out)
+            item = doc["listen"][0]
+            self.assertEqual(item["port"], 5348)
+            self.assertEqual(item["module"], "ejabberd_service")
+            self.assertEqual(item["hosts"], {h: {"password": self.SECRET} for h in hosts})
+        # the first [internal] section by default
+        out = self.snippet("--ejabberd", config=cfg)
+        self.assertIn("[internal prosody1]", out.splitlines()[0])
+        self.assertIn("port: 5347\n", out)
+        self.assertIn('password: "first"', out)
+
+    def test_no_partners(self):
+        for flavour, comment in (("--prosody", "--"), ("--ejabberd", "#")):
+            with self.subTest(flavour=flavour):
+                out = self.snippet(flavour)
+                lines = out.splitlines()
+                self.assertGreaterEqual(len(lines), 2, out)
+                for line in lines:
+                    self.assertTrue(line.startswith(comment), out)
+                self.assertIn("no partners", out)
+                self.assertNotIn(self.SECRET, out)
+
+    def test_usage_errors(self):
+        self.seed()
+        # no config at all (only a store): exit 2, says what is missing
+        if not os.path.exists("/etc/xfed/xfed.conf"):
+            r = self.ctl("internal-config", "--prosody")
+            self.assertEqual(r.rc, 2, r)
+            self.assertIn("--config", r.err)
+            self.assertEqual(r.out, "")
+        # a config without an [internal] section: exit 2, names the section
+        cfg = self.config(internals=(), name="nointernal.conf")
+        r = self.ctl("internal-config", "--prosody", config=cfg)
+        self.assertEqual(r.rc, 2, r)
+        self.assertIn("[internal", r.err)
+        self.assertIn("nointernal.conf", r.err)
+        self.assertEqual(r.out, "")
+        cfg = self.config()
+        for args, needle in (([], "--prosody"), (["--prosody", "--ejabberd"], "--prosody"),
+                             (["--prosody", "--internal", "nope"], "nope"),
+                             (["--prosody", "--internal"], "--internal"),
+                             (["--lua"], "--lua")):
+            with self.subTest(args=args):
+                r = self.ctl("internal-config", *args, config=cfg)
+                self.assertEqual(r.rc, 2, r)
+                self.assertIn(needle, r.err)
+                self.assertEqual(r.out, "")
+        r = self.ok("internal-config", "--help", config=cfg)
+        self.assertIn("--ejabberd", r.out)
+        self.assertIn("internal-config", self.ok("--help").out)
+
+
+# ---- 12. xfed --check ----------------------------------------------------------------
 
 
 def have_openssl():

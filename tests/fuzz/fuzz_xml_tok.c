@@ -76,8 +76,8 @@ static void check_reserialized(const char *out, size_t n)
 static void stanza_hook(const xf_xml_tok *t, const xf_xml_stanza *s)
 {
     static char out[1 << 18];
-    static const xf_xml_ser_opts opts[2] = {{{NULL, 0}, NULL, NULL},
-                                            {{"me@x.example/r&\"<", 17}, "status", NULL}};
+    static const xf_xml_ser_opts opts[2] = {{{NULL, 0}, NULL, NULL, false},
+                                            {{"me@x.example/r&\"<", 17}, "status", NULL, true}};
     for (int i = 0; i < 2; i++) {
         long n = reser_one(t, s, &opts[i], out, sizeof out);
         if (n < 0) continue; /* larger than the buffer or the bounds: reported, not an error */

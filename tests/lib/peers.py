@@ -201,6 +201,29 @@ def is_listening(host, port, proto="tcp"):
     return False
 
 
+def listening_on(interface, port):
+    """is_listening() for a server's interface setting: an IPv4 address; "*" or
+    "0.0.0.0" (a wildcard IPv4 socket); anything else (an IPv6 address, "::")
+    is looked up in /proc/net/tcp6, any address."""
+    if interface in ("*", "0.0.0.0"):
+        return is_listening("0.0.0.0", port)
+    try:
+        socket.inet_pton(socket.AF_INET, interface)
+        return is_listening(interface, port)
+    except OSError:
+        pass
+    try:
+        with open("/proc/net/tcp6") as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                if parts[1].endswith(f":{port:04X}") and parts[3] == "0A":
+                    return True
+    except OSError:
+        pass
+    return False
+
+
 def _wait(pred, timeout, what, proc=None, log=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -573,6 +596,49 @@ class _Server:
         self.stop()
 
 
+# A Lua config line that opens a section (Prosody's configmanager: VirtualHost,
+# Host, host, Component, component followed by the name).
+_LUA_SECTION = re.compile(r"""^\s*(?:VirtualHost|Host|host|Component|component)\b\s*[("'\[]""")
+# `Component "name"` alone (or with the module "component"): an external,
+# XEP-0114 component; `Component "name" "muc"` and the like are internal.
+_LUA_EXTERNAL_COMPONENT = re.compile(
+    r"""^\s*[Cc]omponent\s*\(?\s*(["'])(?P<name>[^"']+)\1\s*\)?\s*"""
+    r"""(?:\(?\s*(["'])component\3\s*\)?)?\s*(?:--.*)?$""")
+
+
+def split_prosody_snippet(snippet):
+    """Split a Prosody config snippet into (global_lines, section_lines): the
+    lines before its first VirtualHost/Host/Component line (global options,
+    e.g. component_ports / component_interface, and comments) and that line
+    with everything after it. Nothing is moved out of a section: an option
+    written after a Component line belongs to that component, as in Prosody."""
+    if snippet is None:
+        return [], []
+    text = snippet if isinstance(snippet, str) else "\n".join(snippet)
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if _LUA_SECTION.match(line):
+            return lines[:i], lines[i:]
+    return lines, []
+
+
+def _lua_global(lines, name):
+    """The last `name = value` among Lua global lines (comments stripped), as
+    the raw value text; None when not set. Handles `{ ... }` over several lines."""
+    text = "\n".join(re.sub(r"--.*", "", l) for l in lines)
+    found = re.findall(r"(?m)^\s*" + re.escape(name) +
+                       r"""\s*=\s*(\{[^}]*\}|"[^"]*"|'[^']*'|[^\s;]+)""", text)
+    return found[-1] if found else None
+
+
+def _lua_ports(value):
+    return [int(x) for x in re.findall(r"\d+", value or "")]
+
+
+def _lua_strings(value):
+    return [a or b for a, b in re.findall(r""""([^"]*)"|'([^']*)'""", value or "")]
+
+
 class Prosody(_Server):
     """Stock Debian Prosody 0.12 with one VirtualHost, as a non-root uid.
 
@@ -588,6 +654,33 @@ class Prosody(_Server):
       extra [()]                     -> raw Lua lines, global section
       host_extra [()]                -> raw Lua lines in the VirtualHost section
       log_level ["debug"]; target: SRV target name [xmpp.<domain>]
+      s2s [True]: False = an internal server that does no s2s at all: "s2s",
+          "s2s_auth_certs" and "dialback" in modules_disabled, s2s_ports and
+          s2s_direct_tls_ports empty (nothing listens on .s2s_port), no DNS
+          needed (start() without one writes no unbound line). A stanza to a
+          remote domain then bounces with <not-allowed/> ("Communication with
+          remote domains is not enabled").
+      component_port [None]: int -> global `component_ports = { N }` (XEP-0114,
+          jabber:component:accept), bound on local_interfaces (= .host)
+          unless the snippet sets component_interface(s). Without it and
+          without a snippet that sets component_ports: `component_ports = { }`.
+      component_snippet [None]: raw Lua text as an admin tool prints it, e.g.
+              component_ports = { 5347 }
+              component_interface = "127.0.0.1"
+              Component "fabrikam.example"
+                  component_secret = "s3cret"
+          Split by split_prosody_snippet(): its lines before the first
+          VirtualHost/Component line go to the global section (after `extra`;
+          the harness's own component_ports line is left out when they set
+          component_ports, so theirs wins over component_port), the rest
+          after the VirtualHost section (after host_extra). Set it for the
+          next start() with set_components().
+
+    After start() (config written): .component_ports (ints) and
+    .component_interfaces (strings) are what Prosody was told to listen on
+    for components; start() waits for every such port when the config has at
+    least one external Component (Prosody opens the port only then: the
+    listener belongs to mod_component, loaded for the first Component host).
     """
     kind = "prosody"
     default_options = {"tls": True, "s2s_require_encryption": True,
@@ -599,6 +692,19 @@ class Prosody(_Server):
                          s2s_port, c2s_port, options, host)
         self.config = self.dir / "prosody.cfg.lua"
         self.log_path = self.dir / "prosody.log"
+        self.component_ports = []
+        self.component_interfaces = []
+        self._wait_components = False
+
+    def set_components(self, snippet, port=None):
+        """Use `snippet` (Lua text, see component_snippet; None: no components)
+        from the next start() on, and component_port `port` when given: the
+        config is rewritten at every start, so stop(); set_components(...);
+        start() reconfigures a server. Returns self."""
+        self.opts["component_snippet"] = snippet
+        if port is not None:
+            self.opts["component_port"] = port
+        return self
 
     def _write_config(self):
         o = self.opts
@@ -612,11 +718,33 @@ class Prosody(_Server):
         ca = self._install("ca.crt", self.ca_src, 0o644) if self.ca_src else None
         q = lambda s: '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
         b = lambda v: "true" if v else "false"
+        s2s = o.get("s2s", True)
         enabled = ["roster", "saslauth", "disco", "ping"]
         disabled = ["offline", "c2s_direct_tls"]
         enabled.append("tls") if tls else disabled.append("tls")
-        enabled.append("dialback") if o.get("dialback", True) else disabled.append("dialback")
+        if s2s and o.get("dialback", True):
+            enabled.append("dialback")
+        else:
+            disabled.append("dialback")
+        if not s2s:
+            disabled += ["s2s", "s2s_auth_certs"]
         enabled += list(o.get("modules", ()))
+        snip_global, snip_sections = split_prosody_snippet(o.get("component_snippet"))
+        snip_ports = _lua_global(snip_global, "component_ports")
+        if snip_ports is not None:
+            self.component_ports = _lua_ports(snip_ports)
+            ports_line = []
+        elif o.get("component_port"):
+            self.component_ports = [int(o["component_port"])]
+            ports_line = [f"component_ports = {{ {self.component_ports[0]} }}"]
+        else:
+            self.component_ports = []
+            ports_line = ["component_ports = { }"]
+        ifaces = (_lua_global(snip_global, "component_interfaces")
+                  or _lua_global(snip_global, "component_interface"))
+        self.component_interfaces = _lua_strings(ifaces) if ifaces else [self.host]
+        self._wait_components = bool(self.component_ports) and any(
+            _LUA_EXTERNAL_COMPONENT.match(l) for l in snip_sections)
         req = bool(o.get("s2s_require_encryption", True)) and tls
         secure = bool(o.get("s2s_secure_auth", True)) and tls
         dns_port = self.dns_port
@@ -629,10 +757,10 @@ class Prosody(_Server):
             f"local_interfaces = {{ {q(self.host)} }}",
             "use_ipv6 = false",
             f"c2s_ports = {{ {self.c2s_port} }}",
-            f"s2s_ports = {{ {self.s2s_port} }}",
+            f"s2s_ports = {{ {self.s2s_port if s2s else ''} }}",
             "c2s_direct_tls_ports = { }",
-            f"s2s_direct_tls_ports = {{ {self.s2s_tls_port or ''} }}",
-            "component_ports = { }", "http_ports = { }", "https_ports = { }",
+            f"s2s_direct_tls_ports = {{ {(self.s2s_tls_port if s2s else None) or ''} }}",
+            *ports_line, "http_ports = { }", "https_ports = { }",
             f"admin_socket = {q(d / 'admin.sock')}",
             "modules_enabled = { " + "; ".join(map(q, enabled)) + " }",
             "modules_disabled = { " + "; ".join(map(q, disabled)) + " }",
@@ -649,17 +777,21 @@ class Prosody(_Server):
             lines.append(f"unbound = {{ forward = {q(f'127.0.0.1@{dns_port}')}; "
                          "resolvconf = false; hoststxt = false }")
         lines += list(o.get("extra", ()))
+        lines += snip_global
         lines.append(f"VirtualHost {q(self.domain)}")
         lines += ["  " + l for l in o.get("host_extra", ())]
+        lines += snip_sections
         self.config.write_text("\n".join(lines) + "\n")
         _chown_tree(d, self.uid)
 
     def start(self, dns=None, timeout=15):
         """Write the config and start prosody -F; returns once the c2s and s2s
-        ports listen. dns: a Dnsmasq or a port (else the constructor's)."""
+        ports (s2s=False: c2s only) and the component ports (when there is an
+        external Component) listen. dns: a Dnsmasq or a port (else the
+        constructor's; none needed with s2s=False)."""
         if dns is not None:
             self.dns = dns
-        if not self.dns_port:
+        if not self.dns_port and self.opts.get("s2s", True):
             raise PeerError(f"prosody {self.domain}: no DNS port")
         self._write_config()
         self.started_at = time.monotonic()
@@ -669,7 +801,11 @@ class Prosody(_Server):
             stdout=open(self.dir / "stdout.log", "ab"), stderr=subprocess.STDOUT,
             start_new_session=True)
         _live.add(self)
-        ports = [self.c2s_port, self.s2s_port] + ([self.s2s_tls_port] if self.s2s_tls_port else [])
+        ports = [self.c2s_port]
+        if self.opts.get("s2s", True):
+            ports += [self.s2s_port] + ([self.s2s_tls_port] if self.s2s_tls_port else [])
+        comp = ([(i, p) for i in self.component_interfaces for p in self.component_ports]
+                if self._wait_components else [])
 
         def ready():
             if "Failed to open server port" in self.log():
@@ -677,7 +813,8 @@ class Prosody(_Server):
                 raise PeerError(f"prosody {self.domain}: a port was taken\n"
                                 + "\n".join(l for l in self.log().splitlines()
                                              if "Failed to open" in l))
-            return all(is_listening(self.host, p) for p in ports)
+            return (all(is_listening(self.host, p) for p in ports)
+                    and all(listening_on(i, p) for i, p in comp))
         try:
             _wait(ready, timeout, f"prosody {self.domain}", self.proc, self._log_and_stdout)
         except BaseException:
@@ -732,6 +869,23 @@ class Ejabberd(_Server):
                                   namespace (the Dnsmasq's hosts are added)
       loglevel ['info']; modules [{}] (more modules: {name: yaml-inline-opts});
       extra [()] raw YAML lines (top level); target: SRV target name
+      listen_extra [None]: raw YAML list items added under `listen:` after the
+          c2s/s2s listeners: a str (one or more items) or a list of str (one
+          item each), block or flow style; each item is dedented and
+          re-indented to the harness's 2 spaces, and must start with "- ".
+          E.g. an XEP-0114 listener (ejabberd 23.01 syntax):
+              - port: 5275
+                ip: "127.0.0.1"
+                module: ejabberd_service
+                hosts: {"fabrikam.example": {password: "s3cret"}}
+          start() waits for each item's `port:` (on its `ip:`, else any).
+      s2s [True]: False = no ejabberd_s2s_in listener, `s2s_access: none`
+          (ejabberd's built-in deny-all rule: no outgoing s2s either), no
+          DNS needed. An internal server for components.
+
+    The generated ejabberd.yml is parsed back with PyYAML when it is
+    importable (Debian's python3-yaml), so a listen_extra that breaks the
+    YAML fails in start() with the text instead of an ejabberd crash log.
 
     Certificates presented TO ejabberd must carry no XmppAddr otherName:
     p1_xmpp 1.6.1 xmpp_stream_pkix:get_cert_domains/1 exits with badarg on it
@@ -752,10 +906,43 @@ class Ejabberd(_Server):
         self.log_path = self.dir / "logs" / "ejabberd.log"
         self.ctl = self.dir / "ejabberdctl"
 
+    def _listen_extra(self):
+        """listen_extra as a list of items, each a list of lines indented by 2."""
+        import textwrap
+        extra = self.opts.get("listen_extra")
+        if not extra:
+            return []
+        chunks = [extra] if isinstance(extra, str) else list(extra)
+        items = []
+        for chunk in chunks:
+            text = textwrap.dedent(chunk.strip("\n"))
+            cur = None
+            for line in text.splitlines():
+                if not line.strip():
+                    continue
+                if line.startswith("- ") or line == "-":
+                    cur = []
+                    items.append(cur)
+                elif cur is None or not line.startswith(" "):
+                    raise ValueError(f"listen_extra: not a YAML list item: {line!r}")
+                cur.append("  " + line)
+        return items
+
+    @staticmethod
+    def _item_addr(item):
+        """(ip or None, port) of a listen item (YAML text), from its first
+        `port:` and `ip:`; (None, None) when it has no port."""
+        text = "\n".join(item)
+        port = re.search(r"""\bport\s*:\s*["']?(\d+)""", text)
+        ip = re.search(r"""\bip\s*:\s*["']?([0-9A-Fa-f.:]+)""", text)
+        return (ip.group(1) if ip else None), (int(port.group(1)) if port else None)
+
     def _write_config(self):
         o = self.opts
         d = self.dir
         tls = o.get("tls", True)
+        s2s = o.get("s2s", True)
+        extra_items = self._listen_extra()
         for sub in ("conf", "logs", "spool", "certs"):
             (d / sub).mkdir(exist_ok=True)
         starttls = str(o.get("s2s_use_starttls", "required" if tls else "false")).lower()
@@ -774,15 +961,19 @@ class Ejabberd(_Server):
              f"s2s_use_starttls: {starttls}",
              "s2s_dns_timeout: 2", "s2s_dns_retries: 1",
              "s2s_max_retry_delay: 2", "outgoing_s2s_timeout: 10",
-             "s2s_access: all", "auth_method: internal",
+             f"s2s_access: {'all' if s2s else 'none'}", "auth_method: internal",
              "listen:",
              f"  - {{port: {self.c2s_port}, ip: {q(self.host)}, module: ejabberd_c2s, "
              f"starttls: {'true' if pem else 'false'}, starttls_required: false, "
-             f"access: c2s}}",
-             f"  - {{port: {self.s2s_port}, ip: {q(self.host)}, module: ejabberd_s2s_in}}"]
-        if self.s2s_tls_port:
+             f"access: c2s}}"]
+        if s2s:
+            y.append(f"  - {{port: {self.s2s_port}, ip: {q(self.host)}, "
+                     f"module: ejabberd_s2s_in}}")
+        if s2s and self.s2s_tls_port:
             y.append(f"  - {{port: {self.s2s_tls_port}, ip: {q(self.host)}, "
                      f"module: ejabberd_s2s_in, tls: true}}")
+        for item in extra_items:
+            y += item
         if pem:
             y.append(f"certfiles: [{q(pem)}]")
         if ca:
@@ -796,7 +987,9 @@ class Ejabberd(_Server):
         for m, v in (o.get("modules") or {}).items():
             y.append(f"  {m}: {v or '{}'}")
         y += list(o.get("extra", ()))
-        (d / "conf" / "ejabberd.yml").write_text("\n".join(y) + "\n")
+        text = "\n".join(y) + "\n"
+        self._check_yaml(text, 1 + (s2s and 1 + bool(self.s2s_tls_port)) + len(extra_items))
+        (d / "conf" / "ejabberd.yml").write_text(text)
         (d / "conf" / "ejabberdctl.cfg").write_text(
             f"ERLANG_NODE={self.node}\n"
             f"ERL_DIST_PORT={self.dist_port}\n"
@@ -806,8 +999,9 @@ class Ejabberd(_Server):
             "EJABBERD_BYPASS_WARNINGS=true\n")
         # resolv_conf must come first: reading it resets the name servers.
         inetrc = ['{resolv_conf, ""}.', '{hosts_file, ""}.', "{lookup, [file, dns]}.",
-                  "{host, {127,0,0,1}, [\"localhost\"]}.",
-                  f"{{nameserver, {{127,0,0,1}}, {self.dns_port}}}."]
+                  "{host, {127,0,0,1}, [\"localhost\"]}."]
+        if self.dns_port:
+            inetrc.append(f"{{nameserver, {{127,0,0,1}}, {self.dns_port}}}.")
         (d / "conf" / "inetrc").write_text("\n".join(inetrc) + "\n")
         self.write_hosts()
         (d / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
@@ -818,6 +1012,23 @@ class Ejabberd(_Server):
         self.ctl.write_text(script)
         os.chmod(self.ctl, 0o755)
         _chown_tree(d, self.uid)
+
+    def _check_yaml(self, text, n_listen):
+        try:
+            import yaml
+        except ImportError:
+            return
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise PeerError(f"ejabberd {self.domain}: generated ejabberd.yml does not "
+                            f"parse: {e}\n--- ejabberd.yml ---\n{text}") from None
+        listen = doc.get("listen") if isinstance(doc, dict) else None
+        if not isinstance(listen, list) or len(listen) != n_listen or not all(
+                isinstance(i, dict) and "module" in i for i in listen):
+            raise PeerError(f"ejabberd {self.domain}: ejabberd.yml `listen:` is not the "
+                            f"{n_listen} listeners expected (listen_extra indentation?): "
+                            f"{listen!r}\n--- ejabberd.yml ---\n{text}")
 
     def write_hosts(self, hosts=None):
         """(Re)write the /etc/hosts that ejabberd sees (same inode, so a running
@@ -839,10 +1050,11 @@ class Ejabberd(_Server):
 
     def start(self, dns=None, timeout=30):
         """Write the config and start `ejabberdctl foreground` in a private mount
-        namespace; returns once the c2s and s2s ports listen."""
+        namespace; returns once the c2s and s2s ports (s2s=False: c2s only) and
+        the listen_extra ports listen."""
         if dns is not None:
             self.dns = dns
-        if not self.dns_port:
+        if not self.dns_port and self.opts.get("s2s", True):
             raise PeerError(f"ejabberd {self.domain}: no DNS port")
         self._write_config()
         inner = (f'mount --bind {self.dir / "hosts"} /etc/hosts && '
@@ -855,9 +1067,20 @@ class Ejabberd(_Server):
                                      stdout=open(self.dir / "logs" / "stdout.log", "ab"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
         _live.add(self)
-        ports = [self.c2s_port, self.s2s_port] + ([self.s2s_tls_port] if self.s2s_tls_port else [])
+        addrs = [(self.host, self.c2s_port)]
+        if self.opts.get("s2s", True):
+            addrs += [(self.host, p) for p in [self.s2s_port, self.s2s_tls_port] if p]
+        for item in self._listen_extra():
+            ip, port = self._item_addr(item)
+            if port:
+                addrs.append((ip, port))
+
+        def up(ip, port):
+            if ip is None:   # ejabberd's default ip: any (v4 or v6)
+                return listening_on("0.0.0.0", port) or listening_on("::", port)
+            return listening_on(ip, port)
         try:
-            _wait(lambda: all(is_listening(self.host, p) for p in ports)
+            _wait(lambda: all(up(ip, p) for ip, p in addrs)
                   and " is started in the node " in self.log(), timeout,
                   f"ejabberd {self.domain}", self.proc, self._log_and_stdout)
         except BaseException:

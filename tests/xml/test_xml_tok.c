@@ -509,12 +509,12 @@ static void test_reserialize(void)
     expect_ser("<db:result from='a.example' to='b.example'>key</db:result>", NULL,
                "<db:result xmlns:db=\"jabber:server:dialback\" from=\"a.example\" "
                "to=\"b.example\">key</db:result>");
-    xf_xml_ser_opts drop = {{NULL, 0}, "status", "jabber:server"};
+    xf_xml_ser_opts drop = {{NULL, 0}, "status", "jabber:server", false};
     expect_ser("<presence from='x'><status>away</status><show>dnd</show><status "
                "xmlns='urn:other'/></presence>",
                &drop,
                "<presence from=\"x\"><show>dnd</show><status xmlns=\"urn:other\"/></presence>");
-    xf_xml_ser_opts stamp = {{"a@x.example/r\"", 14}, NULL, NULL};
+    xf_xml_ser_opts stamp = {{"a@x.example/r\"", 14}, NULL, NULL, false};
     expect_ser("<message to='b' from='evil'><body>a &lt; b &amp; c &#x3E; "
                "<![CDATA[<&>]]></body></message>",
                &stamp,
