@@ -25,7 +25,8 @@ enum { L_BACKOFF = 0, L_CONNECTING, L_HEADER, L_HANDSHAKE, L_READY, L_CLOSING };
 
 struct xf_link {
     xf_route_shard *rs;
-    xf_ldom *d;
+    xf_ldom *d; /* NULL once the domain is gone (the link then only closes) */
+    char domain[XF_DOMAIN_MAX + 1];
     uint32_t internal;
     uint8_t state;
     bool removed; /* the domain is gone: no reconnect, free once closed */
@@ -48,6 +49,7 @@ static const char *iname(const xf_link *l)
 
 static void link_free(xf_link *l)
 {
+    if (l->d) l->d->links[l->internal] = NULL;
     xf_timer_cancel(xf_shard_wheel(l->rs->sh->shard), &l->retry);
     xf_heap_free(l->tokmem);
     xf_heap_free(l);
@@ -68,7 +70,7 @@ static void connect_now(xf_link *l)
     l->c = xf_conn_connect(l->rs->sh->shard, (const struct sockaddr *)&in->addr, in->addrlen,
                            XF_LINK_CONNECT_MS, &link_ops, l);
     if (!l->c) {
-        xf_log(XF_LOG_WARN, "link %s %s: no connection slot: retrying", iname(l), l->d->domain);
+        xf_log(XF_LOG_WARN, "link %s %s: no connection slot: retrying", iname(l), l->domain);
         l->state = L_BACKOFF;
         xf_timer_arm(xf_shard_wheel(l->rs->sh->shard), &l->retry, XF_LINK_BACKOFF_MAX_MS);
         return;
@@ -95,6 +97,7 @@ xf_link *xf_link_new(xf_route_shard *rs, xf_ldom *d, uint32_t internal)
     memset(l, 0, sizeof *l);
     l->rs = rs;
     l->d = d;
+    snprintf(l->domain, sizeof l->domain, "%s", d->domain);
     l->internal = internal;
     l->tokmem = mem;
     l->retry.fire = retry_fire;
@@ -127,8 +130,8 @@ static void wr(xf_link *l, const char *s)
 static void link_close(xf_link *l, const char *cond, const char *why)
 {
     if (l->state == L_CLOSING || !l->c) return;
-    xf_log(cond ? XF_LOG_WARN : XF_LOG_INFO, "link %s %s: %s%s%s", iname(l), l->d->domain,
-           cond ? cond : "closing", cond ? ": " : "", why);
+    xf_log(cond ? XF_LOG_WARN : XF_LOG_INFO, "link %s %s: %s: %s", iname(l), l->domain,
+           cond ? cond : "closing", why);
     if (cond) {
         char buf[512];
         snprintf(buf, sizeof buf,
@@ -146,6 +149,7 @@ static void link_close(xf_link *l, const char *cond, const char *why)
 void xf_link_remove(xf_link *l)
 {
     l->removed = true;
+    l->d = NULL; /* the caller frees the domain entry */
     if (l->c) {
         link_close(l, NULL, "the partner domain was removed");
     } else if (l->busy) {
@@ -210,7 +214,7 @@ static void stanza_in(xf_link *l, const xf_xml_stanza *s)
         l->backoff_ms = XF_LINK_BACKOFF_MIN_MS;
         l->up_since = xf_now_ms();
         xf_xml_set_stanza_max(&l->tok, XF_XML_STANZA_POSTAUTH_MAX);
-        xf_log(XF_LOG_INFO, "link %s %s: up", iname(l), l->d->domain);
+        xf_log(XF_LOG_INFO, "link %s %s: up", iname(l), l->domain);
         return;
     }
     if (l->state == L_READY) xf_route_from_internal(l, &l->tok, s);
@@ -245,7 +249,7 @@ static void on_connect(xf_conn *c, int err)
     xf_link *l = xf_conn_ctx(c);
     if (!l || err) return; /* on_close follows */
     char to[XF_DOMAIN_MAX + 1];
-    snprintf(to, sizeof to, "%s", l->d->domain);
+    snprintf(to, sizeof to, "%s", l->domain);
     char buf[512];
     snprintf(buf, sizeof buf,
              "<?xml version='1.0'?><stream:stream xmlns='" NS_COMPONENT
@@ -271,7 +275,7 @@ static void on_close(xf_conn *c, int err)
         return;
     }
     if (was_up || l->state != L_CLOSING || err)
-        xf_log(XF_LOG_WARN, "link %s %s: %s; reconnecting in %u ms", iname(l), l->d->domain,
+        xf_log(XF_LOG_WARN, "link %s %s: %s; reconnecting in %u ms", iname(l), l->domain,
                err ? strerror(-err) : "connection closed", l->backoff_ms);
     l->state = L_BACKOFF;
     xf_timer_arm(xf_shard_wheel(l->rs->sh->shard), &l->retry, l->backoff_ms);

@@ -225,7 +225,7 @@ xf_route_shard *xf_route_shard_new(xf_s2s_shard *sh)
 {
     xf_heap *h = xf_shard_heap(sh->shard);
     xf_route_shard *rs = xf_heap_malloc(h, sizeof *rs);
-    sh->scratch = xf_heap_malloc(h, XF_ROUTE_STANZA_MAX);
+    sh->scratch = xf_heap_malloc(h, XF_ROUTE_SCRATCH);
     if (!rs || !sh->scratch) {
         xf_heap_free(rs);
         return NULL;
@@ -328,7 +328,7 @@ void xf_route_bounce(xf_s2s_shard *sh, const xf_spacked *p, const char *cond, co
                                p->m.id_len, cond, text, out, sizeof out);
     if (!n) return;
     /* The error travels back: its 'from' is the original 'to'. */
-    xf_sfacts *f = (xf_sfacts *)(sh->scratch + XF_XML_STANZA_POSTAUTH_MAX);
+    xf_sfacts *f = XF_SCRATCH_FACTS(sh, 1);
     memset(&f->m, 0, sizeof f->m);
     f->m.kind = p->m.kind;
     f->m.type = XF_T_ERROR;
@@ -463,7 +463,7 @@ static void refuse_on_link(xf_s2s_shard *sh, xf_link *l, const xf_sfacts *f, con
 void xf_route_from_internal(xf_link *l, const xf_xml_tok *t, const xf_xml_stanza *s)
 {
     xf_s2s_shard *sh = xf_link_shard(l)->sh;
-    xf_sfacts *f = (xf_sfacts *)(sh->scratch + XF_XML_STANZA_POSTAUTH_MAX);
+    xf_sfacts *f = XF_SCRATCH_FACTS(sh, 0);
     if (!xf_sfacts_read(s, f)) {
         count_refused(sh, "", "improper-addressing");
         xf_log(XF_LOG_WARN, "route: a <%.*s> from an internal server without valid from/to: dropped",
@@ -529,7 +529,7 @@ void xf_route_from_partner(xf_stream *st, const xf_xml_tok *t, const xf_xml_stan
     xf_s2s_shard *sh = st->sh;
     const xf_partner *p = xf_snapshot_find(xf_s2s_snap(sh), from_domain, strlen(from_domain));
     if (!p) return; /* the stream's checks ran on this snapshot: cannot happen */
-    xf_sfacts *f = (xf_sfacts *)(sh->scratch + XF_XML_STANZA_POSTAUTH_MAX);
+    xf_sfacts *f = XF_SCRATCH_FACTS(sh, 0);
     if (!xf_sfacts_read(s, f)) {
         count_refused(sh, p->domain, "improper-addressing");
         return;

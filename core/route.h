@@ -24,7 +24,12 @@
 #define XF_LINK_BACKOFF_MAX_MS 8000 /* reconnect attempts back off to this, no further */
 #define XF_LINK_CONNECT_MS     5000
 #define XF_ROUTE_TICK_MS       250 /* partner changes are noticed within this (plus the 1 s poll) */
-#define XF_ROUTE_STANZA_MAX    (XF_XML_STANZA_POSTAUTH_MAX + 16384) /* bytes + packed header */
+#define XF_ROUTE_STANZA_MAX    (XF_XML_STANZA_POSTAUTH_MAX + 16384) /* a rewritten stanza */
+/* The per-core scratch area: a rewritten stanza, then two stanza-fact records (A: the
+ * stanza being routed, B: the error that bounces one). */
+#define XF_ROUTE_SCRATCH      (XF_ROUTE_STANZA_MAX + 2 * sizeof(xf_sfacts))
+#define XF_SCRATCH_FACTS(sh, i) \
+    ((xf_sfacts *)((sh)->scratch + XF_ROUTE_STANZA_MAX + (i) * sizeof(xf_sfacts)))
 
 enum {
     XF_MSG_TO_INTERNAL = 20, /* any core -> the partner's owner core: write to a link */

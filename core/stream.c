@@ -1446,7 +1446,7 @@ static void stanza_in(xf_stream *st, const xf_xml_stanza *s, const xf_el *e)
         int n =
             snprintf(out, sizeof out, "<iq type='result' id='%s' from='%s' to='%s'/>",
                      esc(id, ei, sizeof ei), st->sh->app->locals[li], esc(raw_from, ef, sizeof ef));
-        xf_sfacts *f = (xf_sfacts *)(st->sh->scratch + XF_XML_STANZA_POSTAUTH_MAX);
+        xf_sfacts *f = XF_SCRATCH_FACTS(st->sh, 0);
         memset(&f->m, 0, sizeof f->m);
         f->m.kind = XF_KIND_IQ;
         f->m.type = XF_T_RESULT;
