@@ -279,8 +279,8 @@ static void on_close(xf_conn *c, int err)
                err ? strerror(-err) : "connection closed", l->backoff_ms);
     l->state = L_BACKOFF;
     xf_timer_arm(xf_shard_wheel(l->rs->sh->shard), &l->retry, l->backoff_ms);
-    l->backoff_ms = l->backoff_ms * 2 > XF_LINK_BACKOFF_MAX_MS ? XF_LINK_BACKOFF_MAX_MS
-                                                                : l->backoff_ms * 2;
+    l->backoff_ms =
+        l->backoff_ms * 2 > XF_LINK_BACKOFF_MAX_MS ? XF_LINK_BACKOFF_MAX_MS : l->backoff_ms * 2;
 }
 
 static void on_shutdown(xf_conn *c)

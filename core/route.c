@@ -52,8 +52,8 @@ static void log_stanza(xf_s2s_shard *sh, const char *what, const xf_xml_tok *t,
 {
     if (!xf_log_enabled(XF_LOG_DEBUG)) return;
     if (xf_route_log_bodies(sh)) {
-        xf_log(XF_LOG_DEBUG, "route %s: %.*s", what, (int)(s->bytes.len > 1500 ? 1500 : s->bytes.len),
-               s->bytes.ptr);
+        xf_log(XF_LOG_DEBUG, "route %s: %.*s", what,
+               (int)(s->bytes.len > 1500 ? 1500 : s->bytes.len), s->bytes.ptr);
         return;
     }
     char buf[1600];
@@ -101,8 +101,7 @@ static bool forward_bytes(xf_s2s_shard *sh, const xf_xml_tok *t, const xf_xml_st
 static bool has_status(const xf_xml_stanza *s)
 {
     xf_el e, st;
-    return xf_el_root(s->bytes.ptr, s->bytes.len, s->ns, &e) &&
-           xf_el_find(&e, "status", NULL, &st);
+    return xf_el_root(s->bytes.ptr, s->bytes.len, s->ns, &e) && xf_el_find(&e, "status", NULL, &st);
 }
 
 /* ---- the partner domains this core serves ------------------------------------------- */
@@ -283,8 +282,8 @@ static void deliver_internal_here(xf_s2s_shard *sh, const char *domain, const xf
     } else {
         why = "no link serves this domain";
     }
-    xf_log(XF_LOG_INFO, "route: %s from %.*s to %.*s not delivered: %s",
-           xf_kind_name(p->m.kind), (int)p->m.from_len, p->from, (int)p->m.to_len, p->to, why);
+    xf_log(XF_LOG_INFO, "route: %s from %.*s to %.*s not delivered: %s", xf_kind_name(p->m.kind),
+           (int)p->m.from_len, p->from, (int)p->m.to_len, p->to, why);
     xf_route_bounce(sh, p, "service-unavailable", NULL);
 }
 
@@ -430,8 +429,8 @@ void xf_route_verify_msg(xf_s2s_app *app, xf_shard *s, const xf_spsc_rec *r)
             return;
         }
     }
-    xf_store_rc rc = add ? xf_store_invite_put(app->vstore, u, x)
-                         : xf_store_invite_del(app->vstore, u, x);
+    xf_store_rc rc =
+        add ? xf_store_invite_put(app->vstore, u, x) : xf_store_invite_del(app->vstore, u, x);
     if (rc != XF_STORE_OK && !(rc == XF_STORE_NOTFOUND && !add))
         xf_log(XF_LOG_ERROR, "invites: %s -> %s not %s: %s", u, x, add ? "saved" : "deleted",
                xf_store_errmsg(app->vstore));
@@ -466,7 +465,8 @@ void xf_route_from_internal(xf_link *l, const xf_xml_tok *t, const xf_xml_stanza
     xf_sfacts *f = XF_SCRATCH_FACTS(sh, 0);
     if (!xf_sfacts_read(s, f)) {
         count_refused(sh, "", "improper-addressing");
-        xf_log(XF_LOG_WARN, "route: a <%.*s> from an internal server without valid from/to: dropped",
+        xf_log(XF_LOG_WARN,
+               "route: a <%.*s> from an internal server without valid from/to: dropped",
                (int)s->name.len, s->name.ptr);
         return;
     }
@@ -553,8 +553,8 @@ void xf_route_from_partner(xf_stream *st, const xf_xml_tok *t, const xf_xml_stan
                 if (!xf_xml_escape(u, strlen(u), eu, sizeof eu) ||
                     !xf_xml_escape(f->from, f->m.from_len, ex, sizeof ex))
                     return;
-                int n = snprintf(out, sizeof out, "<presence type='unsubscribed' from='%s' to='%s'/>",
-                                 eu, ex);
+                int n = snprintf(out, sizeof out,
+                                 "<presence type='unsubscribed' from='%s' to='%s'/>", eu, ex);
                 if (n <= 0 || (size_t)n >= sizeof out) return;
                 xf_sfacts *a = f; /* reuse: the answer's facts */
                 a->m.type = XF_T_UNSUBSCRIBED;

@@ -27,8 +27,8 @@
 #define XF_ROUTE_STANZA_MAX    (XF_XML_STANZA_POSTAUTH_MAX + 16384) /* a rewritten stanza */
 /* The per-core scratch area: a rewritten stanza, then two stanza-fact records (A: the
  * stanza being routed, B: the error that bounces one). */
-#define XF_ROUTE_SCRATCH      (XF_ROUTE_STANZA_MAX + 2 * sizeof(xf_sfacts))
-#define XF_SCRATCH_FACTS(sh, i) \
+#define XF_ROUTE_SCRATCH (XF_ROUTE_STANZA_MAX + 2 * sizeof(xf_sfacts))
+#define XF_SCRATCH_FACTS(sh, i)                                                                    \
     ((xf_sfacts *)((sh)->scratch + XF_ROUTE_STANZA_MAX + (i) * sizeof(xf_sfacts)))
 
 enum {

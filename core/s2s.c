@@ -424,8 +424,8 @@ bool xf_s2s_route_out(xf_s2s_shard *sh, uint32_t local, const char *remote, cons
     snprintf(h.remote, sizeof h.remote, "%s", remote);
     memcpy(buf, &h, sizeof h);
     memcpy(buf + sizeof h, hdr, hlen);
-    if (xf_shard_send2(sh->shard, owner, XF_MSG_OUT_STANZA, buf, (uint32_t)(sizeof h + hlen),
-                       bytes, (uint32_t)len))
+    if (xf_shard_send2(sh->shard, owner, XF_MSG_OUT_STANZA, buf, (uint32_t)(sizeof h + hlen), bytes,
+                       (uint32_t)len))
         return true;
     if (why) *why = "resource-constraint";
     return false;
@@ -440,8 +440,8 @@ void xf_s2s_prune_streams(xf_s2s_shard *sh)
         for (xf_stream *st = pass ? sh->ins : sh->outs, *next; st; st = next) {
             next = st->next;
             if (st->closing || !st->partner[0]) continue;
-            const xf_partner *p = snap ? xf_snapshot_find(snap, st->remote, strlen(st->remote))
-                                       : NULL;
+            const xf_partner *p =
+                snap ? xf_snapshot_find(snap, st->remote, strlen(st->remote)) : NULL;
             if (!p || strcmp(p->domain, st->partner) != 0) {
                 xf_stream_fail(st, "policy-violation", "'%s' is no longer a federated partner",
                                st->remote);
@@ -549,8 +549,7 @@ static void on_core_msg(xf_shard *s, uint32_t src, const xf_spsc_rec *r)
         memcpy(&h, r->data, sizeof h);
         h.remote[XF_DOMAIN_MAX] = 0;
         xf_spacked p;
-        if (h.local >= app->nlocals ||
-            !xf_smeta_unpack(r->data + sizeof h, r->len - sizeof h, &p))
+        if (h.local >= app->nlocals || !xf_smeta_unpack(r->data + sizeof h, r->len - sizeof h, &p))
             break;
         const uint8_t *hdr = r->data + sizeof h;
         const char *why = "resource-constraint";

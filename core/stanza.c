@@ -42,10 +42,14 @@ xf_stype xf_stanza_type(const char *t)
     static const struct {
         const char *name;
         xf_stype type;
-    } map[] = {{"error", XF_T_ERROR},         {"result", XF_T_RESULT},
-               {"get", XF_T_GET},             {"set", XF_T_SET},
-               {"subscribe", XF_T_SUBSCRIBE}, {"subscribed", XF_T_SUBSCRIBED},
-               {"unsubscribe", XF_T_UNSUBSCRIBE}, {"unsubscribed", XF_T_UNSUBSCRIBED}};
+    } map[] = {{"error", XF_T_ERROR},
+               {"result", XF_T_RESULT},
+               {"get", XF_T_GET},
+               {"set", XF_T_SET},
+               {"subscribe", XF_T_SUBSCRIBE},
+               {"subscribed", XF_T_SUBSCRIBED},
+               {"unsubscribe", XF_T_UNSUBSCRIBE},
+               {"unsubscribed", XF_T_UNSUBSCRIBED}};
     if (!t[0]) return XF_T_NONE;
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (strcmp(t, map[i].name) == 0) return map[i].type;
@@ -184,11 +188,11 @@ size_t xf_bounce_build(unsigned kind, const char *from, size_t from_len, const c
     ex[0] = 0;
     if (text) xf_xml_escape(text, strlen(text), ex, sizeof ex);
     const char *k = xf_kind_name(kind);
-    int n = snprintf(out, cap,
-                     "<%s type='error' from='%s' to='%s'%s%s%s><error type='%s'><%s xmlns='" NS_STANZAS
-                     "'/>%s%s%s</error></%s>",
-                     k, et, ef, id_len ? " id='" : "", ei, id_len ? "'" : "", xf_error_type(cond),
-                     cond, ex[0] ? "<text xmlns='" NS_STANZAS "'>" : "", ex,
-                     ex[0] ? "</text>" : "", k);
+    int n =
+        snprintf(out, cap,
+                 "<%s type='error' from='%s' to='%s'%s%s%s><error type='%s'><%s xmlns='" NS_STANZAS
+                 "'/>%s%s%s</error></%s>",
+                 k, et, ef, id_len ? " id='" : "", ei, id_len ? "'" : "", xf_error_type(cond), cond,
+                 ex[0] ? "<text xmlns='" NS_STANZAS "'>" : "", ex, ex[0] ? "</text>" : "", k);
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }

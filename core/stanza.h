@@ -33,7 +33,7 @@ typedef enum {
 enum { XF_ORIGIN_INTERNAL = 0, XF_ORIGIN_PARTNER = 1, XF_ORIGIN_XFED = 2 };
 
 typedef struct {
-    uint32_t len;   /* the stanza's bytes, after the strings */
+    uint32_t len; /* the stanza's bytes, after the strings */
     uint16_t from_len, to_len, id_len;
     uint8_t kind;   /* xf_kind */
     uint8_t type;   /* xf_stype */

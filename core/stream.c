@@ -637,8 +637,10 @@ static bool send_stanza(xf_stream *st, const uint8_t *hdr, size_t hlen, const ui
         st->ua_count++;
         xf_metric_add(st->sh->m, XF_METRIC_SM_UNACKED, 1);
     } else {
-        xf_log(XF_LOG_WARN, "s2s out #%u.%llu %s: unacknowledged stanzas past the bound: "
-               "this one is no longer tracked", SID(st), st->remote);
+        xf_log(XF_LOG_WARN,
+               "s2s out #%u.%llu %s: unacknowledged stanzas past the bound: "
+               "this one is no longer tracked",
+               SID(st), st->remote);
     }
     if (!st->sm_r_out) {
         st->sm_r_out = true;
@@ -1460,8 +1462,8 @@ static void stanza_in(xf_stream *st, const xf_xml_stanza *s, const xf_el *e)
         uint8_t hdr[sizeof(xf_smeta) + 2 * 1024 + XF_DOMAIN_MAX + 1];
         size_t hl = xf_smeta_pack(f, hdr, sizeof hdr);
         if (n > 0 && (size_t)n < sizeof out && hl &&
-            !xf_s2s_route_out(st->sh, (uint32_t)li, from, hdr, hl, (const uint8_t *)out,
-                              (size_t)n, NULL))
+            !xf_s2s_route_out(st->sh, (uint32_t)li, from, hdr, hl, (const uint8_t *)out, (size_t)n,
+                              NULL))
             xf_log(XF_LOG_WARN, "s2s: ping answer to %s dropped: no outbound capacity", from);
         return;
     }

@@ -165,11 +165,11 @@ struct xf_stream {
     char peer_id[XF_S2S_PEER_ID_MAX + 1];
     xf_tls *tls;
     xf_pair pairs[XF_S2S_PAIRS_MAX];
-    xf_dial *dial;        /* outbound while connecting */
-    xf_dbv_request *vreq; /* verification streams: the question */
-    uint32_t vsrc;        /* verification streams: the asking core */
-    xf_stream *next, *prev; /* the core's outbound or inbound list */
-    uint8_t pol;            /* the partner's tls/sasl/dialback when attached */
+    xf_dial *dial;                 /* outbound while connecting */
+    xf_dbv_request *vreq;          /* verification streams: the question */
+    uint32_t vsrc;                 /* verification streams: the asking core */
+    xf_stream *next, *prev;        /* the core's outbound or inbound list */
+    uint8_t pol;                   /* the partner's tls/sasl/dialback when attached */
     int32_t row_routed, row_bytes; /* metric rows for this partner and direction */
     /* outbound: stanzas waiting for the stream to authenticate (bounded), packed as
      * stanza.h says so that each can be bounced */
@@ -177,9 +177,9 @@ struct xf_stream {
     uint32_t qlen, qcap, qcount;
     uint64_t q_since; /* when the oldest queued stanza arrived */
     /* outbound XEP-0198: stanzas sent but not acknowledged (same packing) */
-    uint8_t sm;       /* SM_OFF, SM_ENABLING, SM_ON */
-    bool sm_offered;  /* the peer's features listed <sm xmlns='urn:xmpp:sm:3'/> */
-    bool sm_r_out;    /* an <r/> is outstanding */
+    uint8_t sm;      /* SM_OFF, SM_ENABLING, SM_ON */
+    bool sm_offered; /* the peer's features listed <sm xmlns='urn:xmpp:sm:3'/> */
+    bool sm_r_out;   /* an <r/> is outstanding */
     uint8_t *ua;
     uint32_t ua_head, ua_len, ua_cap, ua_count; /* bytes [ua_head, ua_len) are unacked */
     uint32_t sm_sent, sm_acked;                 /* h values, mod 2^32 */

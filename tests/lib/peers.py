@@ -720,7 +720,9 @@ class Prosody(_Server):
         b = lambda v: "true" if v else "false"
         s2s = o.get("s2s", True)
         enabled = ["roster", "saslauth", "disco", "ping"]
-        disabled = ["offline", "c2s_direct_tls"]
+        # offline storage only when asked for (modules=("offline",)): then messages to an
+        # offline user are stored instead of bounced
+        disabled = ["c2s_direct_tls"] + ([] if "offline" in o.get("modules", ()) else ["offline"])
         enabled.append("tls") if tls else disabled.append("tls")
         if s2s and o.get("dialback", True):
             enabled.append("dialback")
@@ -1188,6 +1190,8 @@ class Client:
         self.host, self.port = host, port
         self.tls, self.ca_file = tls, ca_file
         self.messages = []          # (from bare-or-full JID str, body)
+        self.errors = []            # (from, id, condition) of message errors
+        self.presences = []         # (from, type, status)
         self._msg_cond = threading.Condition()
         self.loop = None
         self.thread = None
@@ -1228,6 +1232,8 @@ class Client:
             x.add_event_handler("failed_all_auth", lambda e: fail("authentication failed"))
             x.add_event_handler("connection_failed", lambda e: fail(f"connection failed: {e}"))
             x.add_event_handler("message", self._on_message)
+            x.add_event_handler("message_error", self._on_error)
+            x.add_event_handler("presence", self._on_presence)
             x.connect((self.host, self.port), force_starttls=self.tls,
                       disable_starttls=not self.tls)
             self.xmpp = x
@@ -1242,6 +1248,51 @@ class Client:
             raise PeerError(f"{self.jid}: no session on {self.host}:{self.port}: "
                             f"{type(e).__name__} {e}") from None
         return self
+
+    def _on_error(self, msg):
+        with self._msg_cond:
+            self.errors.append((str(msg["from"]), msg["id"], msg["error"]["condition"]))
+            self._msg_cond.notify_all()
+
+    def _on_presence(self, p):
+        with self._msg_cond:
+            self.presences.append((str(p["from"]), p["type"], p["status"]))
+            self._msg_cond.notify_all()
+
+    def wait_for(self, pred, timeout=10):
+        """Waits until pred(self) is true (under the lock); returns its last value."""
+        deadline = time.monotonic() + timeout
+        with self._msg_cond:
+            while True:
+                v = pred(self)
+                if v:
+                    return v
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return v
+                self._msg_cond.wait(left)
+
+    def send_presence(self, to=None, ptype=None, status=None):
+        async def go():
+            kw = {}
+            if to:
+                kw["pto"] = to
+            if ptype:
+                kw["ptype"] = ptype
+            if status:
+                kw["pstatus"] = status
+            self.xmpp.send_presence(**kw)
+        self._call(go(), 5)
+
+    def send_messages(self, to, bodies, ids=None, mtype="chat"):
+        """Many messages in one call (ids: their stanza ids)."""
+        async def go():
+            for i, b in enumerate(bodies):
+                m = self.xmpp.make_message(mto=to, mbody=b, mtype=mtype)
+                if ids:
+                    m["id"] = ids[i]
+                m.send()
+        self._call(go(), 30)
 
     def _on_message(self, msg):
         if msg["type"] in ("chat", "normal", "headline", "groupchat") and msg["body"]:

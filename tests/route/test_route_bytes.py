@@ -6,6 +6,7 @@ every bounce condition, partner-type policy with invites persisted in the store,
 
 Usage: test_route_bytes.py BUILD_DIR"""
 import os
+from pathlib import Path
 import re
 import shutil
 import socket
@@ -84,7 +85,9 @@ class RouteBytes(unittest.TestCase):
             f.stop()
         cls.mute.close()
         cls.dns.stop()
-        if rc != 0 or os.environ.get("XFED_TEST_LOG"):
+        if os.environ.get("XFED_TEST_LOG"):  # a file for the whole log
+            Path(os.environ["XFED_TEST_LOG"]).write_text(proc.log())
+        if rc != 0:
             print(proc.log()[-20000:])
         assert rc == 0, f"xfed exited with {rc} (sanitizer report or crash?)"
         shutil.rmtree(cls.tmp, ignore_errors=True)
