@@ -72,7 +72,7 @@ static bool own_xmlns(const xf_xml_stanza *s)
     const char *p = s->bytes.ptr, *end = p + s->bytes.len;
     const char *gt = memchr(p, '>', (size_t)(end - p));
     if (!gt) return false;
-    for (const char *q = p; q + 6 <= gt; q++)
+    for (const char *q = p + 1; q + 6 <= gt; q++) /* p[0] is '<' */
         if ((q[-1] == ' ' || q[-1] == '\t' || q[-1] == '\n' || q[-1] == '\r') &&
             memcmp(q, "xmlns", 5) == 0 && (q[5] == '=' || q[5] == ' '))
             return true;
@@ -233,7 +233,12 @@ xf_route_shard *xf_route_shard_new(xf_s2s_shard *sh)
     rs->sh = sh;
     rs->version = UINT64_MAX;
     rs->invites = xf_invites_new(h);
-    const char *p = sh->app->invites_boot, *end = p + sh->app->invites_boot_len;
+    if (!rs->invites) {
+        xf_heap_free(rs);
+        return NULL;
+    }
+    const char *p = sh->app->invites_boot;
+    const char *end = p ? p + sh->app->invites_boot_len : NULL;
     while (p && p < end) {
         const char *x = p + strlen(p) + 1;
         if (!xf_invites_add(rs->invites, p, x))
