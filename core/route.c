@@ -320,16 +320,23 @@ static void deliver_internal(xf_s2s_shard *sh, const char *domain, const xf_part
 
 /* ---- bounces ------------------------------------------------------------------------ */
 
-void xf_route_bounce(xf_s2s_shard *sh, const xf_spacked *p, const char *cond, const char *text)
+/* Counts the bounce and writes its error stanza into out; 0 when this stanza never bounces. */
+static size_t bounce_text(xf_s2s_shard *sh, const xf_smeta *m, const char *from, const char *to,
+                          const char *id, const char *cond, const char *text, char *out, size_t cap)
 {
-    if (!xf_stanza_bounces(&p->m)) {
+    if (!xf_stanza_bounces(m)) {
         count_bounce(sh, "dropped");
-        return;
+        return 0;
     }
     count_bounce(sh, cond);
+    return xf_bounce_build(m->kind, from, m->from_len, to, m->to_len, id, m->id_len, cond, text,
+                           out, cap);
+}
+
+void xf_route_bounce(xf_s2s_shard *sh, const xf_spacked *p, const char *cond, const char *text)
+{
     char out[8192];
-    size_t n = xf_bounce_build(p->m.kind, p->from, p->m.from_len, p->to, p->m.to_len, p->id,
-                               p->m.id_len, cond, text, out, sizeof out);
+    size_t n = bounce_text(sh, &p->m, p->from, p->to, p->id, cond, text, out, sizeof out);
     if (!n) return;
     /* The error travels back: its 'from' is the original 'to'. */
     xf_sfacts *f = XF_SCRATCH_FACTS(sh, 1);
@@ -453,14 +460,8 @@ static void refuse_on_link(xf_s2s_shard *sh, xf_link *l, const xf_sfacts *f, con
     count_refused(sh, partner, reason);
     xf_log(XF_LOG_INFO, "route: %s from %s to %s refused: %s", xf_kind_name(f->m.kind), f->from,
            f->to, text);
-    if (!xf_stanza_bounces(&f->m)) {
-        count_bounce(sh, "dropped");
-        return;
-    }
-    count_bounce(sh, cond);
     char out[8192];
-    size_t n = xf_bounce_build(f->m.kind, f->from, f->m.from_len, f->to, f->m.to_len, f->id,
-                               f->m.id_len, cond, text, out, sizeof out);
+    size_t n = bounce_text(sh, &f->m, f->from, f->to, f->id, cond, text, out, sizeof out);
     if (n) xf_link_write(l, out, n);
 }
 

@@ -30,28 +30,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lib"))
+from selftest import T0, check, need, note  # noqa: E402,F401
 import peers  # noqa: E402
 from peers import (Client, Dnsmasq, Ejabberd, PeerError, Pki, Prosody,  # noqa: E402
                    parallel, stop_all, tmpdir)
-
-T0 = time.monotonic()
-
-
-def note(msg):
-    print(f"[{time.monotonic() - T0:6.2f}s] {msg}", flush=True)
-
-
-def check(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
-    note("ok: " + msg)
-
-
-def need(cond, msg):
-    """Missing prerequisite: exit 77 (ctest SKIP_RETURN_CODE)."""
-    if not cond:
-        print(f"SKIP: {msg}", file=sys.stderr)
-        sys.exit(77)
 
 
 def ping_ok(client, jid):

@@ -42,30 +42,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from selftest import T0, check, need, note  # noqa: E402,F401
 import peers  # noqa: E402
 from component import Component, ComponentError  # noqa: E402
 from peers import (Client, Ejabberd, PeerError, Prosody, free_port,  # noqa: E402
                    listening_on, parallel, split_prosody_snippet, stop_all, tmpdir)
 
-T0 = time.monotonic()
 SECRET = "s3cret-\u00e9\"'<&"     # the handshake hashes UTF-8; quoting in Lua/YAML
 NS_COMPONENT = "jabber:component:accept"
-
-
-def note(msg):
-    print(f"[{time.monotonic() - T0:6.2f}s] {msg}", flush=True)
-
-
-def check(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
-    note("ok: " + msg)
-
-
-def need(cond, msg):
-    if not cond:
-        print(f"SKIP: {msg}", file=sys.stderr)
-        sys.exit(77)
 
 
 def lua_str(s):

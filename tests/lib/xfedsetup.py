@@ -90,6 +90,19 @@ class Xfed:
                 return float(m.group(4))
         return 0.0
 
+    def check_metrics(self, testcase, names):
+        """/metrics holds each of `names` and passes `promtool check metrics`."""
+        import shutil
+        promtool = shutil.which("promtool")
+        if not promtool:
+            testcase.fail("promtool is not installed (tools/deps.sh installs it)")
+        text = self.metrics()
+        for name in names:
+            testcase.assertIn(name, text)
+        r = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                           text=True)
+        testcase.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
     def wait_metric(self, name, at_least, timeout=10, **labels):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
