@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lib"))
-from selftest import T0, check, need, note  # noqa: E402,F401
+from selftest import T0, check, need, need_peers, note  # noqa: E402,F401
 import peers  # noqa: E402
 from peers import (Client, Dnsmasq, Ejabberd, PeerError, Pki, Prosody,  # noqa: E402
                    parallel, stop_all, tmpdir)
@@ -82,16 +82,8 @@ def direct_tls_sessions(prosody_log):
 
 
 def main():
-    need(os.geteuid() == 0, "must run as root (setpriv, unshare -m)")
-    for tool in ("prosody", "prosodyctl", "ejabberdctl", "dnsmasq", "openssl", "setpriv",
-                 "unshare"):
-        need(shutil.which(tool) or os.path.exists(f"/usr/sbin/{tool}"),
-             f"{tool} not installed (tools/deps.sh XFED_TEST_PKGS)")
-    peers.quiet_slixmpp()
-    try:
-        import slixmpp  # noqa: F401
-    except ImportError:
-        need(False, "python3-slixmpp not installed; run with /usr/bin/python3")
+    need_peers(("prosody", "prosodyctl", "ejabberdctl", "dnsmasq", "openssl", "setpriv",
+                 "unshare"))
 
     d = tmpdir()
     note(f"work dir {d}")

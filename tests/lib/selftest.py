@@ -1,5 +1,7 @@
 """Tiny helpers for the harness self-tests (scripts, not unittest): timestamped notes,
 checks that raise, and exit 77 (ctest SKIP_RETURN_CODE) for a missing prerequisite."""
+import os
+import shutil
 import sys
 import time
 
@@ -21,3 +23,17 @@ def need(cond, msg):
     if not cond:
         print(f"SKIP: {msg}", file=sys.stderr)
         sys.exit(77)
+
+
+def need_peers(tools):
+    """Root, the given programs and slixmpp, or exit 77."""
+    need(os.geteuid() == 0, "must run as root (setpriv, unshare -m)")
+    for tool in tools:
+        need(shutil.which(tool) or os.path.exists(f"/usr/sbin/{tool}"),
+             f"{tool} not installed (tools/deps.sh XFED_TEST_PKGS)")
+    import peers
+    peers.quiet_slixmpp()
+    try:
+        import slixmpp  # noqa: F401
+    except ImportError:
+        need(False, "python3-slixmpp not installed; run with /usr/bin/python3")

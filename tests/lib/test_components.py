@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from selftest import T0, check, need, note  # noqa: E402,F401
+from selftest import T0, check, need, need_peers, note  # noqa: E402,F401
 import peers  # noqa: E402
 from component import Component, ComponentError  # noqa: E402
 from peers import (Client, Ejabberd, PeerError, Prosody, free_port,  # noqa: E402
@@ -271,15 +271,7 @@ def ejabberd_bad_yaml(d):
 
 
 def main():
-    need(os.geteuid() == 0, "must run as root (setpriv, unshare -m)")
-    for tool in ("prosody", "prosodyctl", "ejabberdctl", "setpriv", "unshare"):
-        need(shutil.which(tool) or os.path.exists(f"/usr/sbin/{tool}"),
-             f"{tool} not installed (tools/deps.sh XFED_TEST_PKGS)")
-    peers.quiet_slixmpp()
-    try:
-        import slixmpp  # noqa: F401
-    except ImportError:
-        need(False, "python3-slixmpp not installed; run with /usr/bin/python3")
+    need_peers(("prosody", "prosodyctl", "ejabberdctl", "setpriv", "unshare"))
 
     d = tmpdir()
     note(f"work dir {d}")
