@@ -794,7 +794,7 @@ static int cmd_internal_config(ctl *c, int argc, char **argv, const char *store_
         free(cfg);
         return EXIT_STORE;
     }
-    qsort(l.names, l.n, sizeof *l.names, domain_cmp);
+    if (l.n) qsort(l.names, l.n, sizeof *l.names, domain_cmp); /* names is NULL when empty */
     if (prosody)
         print_prosody(in, &l);
     else
