@@ -299,9 +299,7 @@ static void deliver_internal(xf_s2s_shard *sh, const char *domain, const xf_part
     uint32_t owner = owner_of(sh, pt);
     if (owner == me(sh)) {
         xf_spacked p;
-        xf_smeta_unpack(hdr, hlen + len, &p); /* hdr and bytes are contiguous only in messages */
-        p.bytes = bytes;
-        deliver_internal_here(sh, domain, &p);
+        if (xf_spacked_join(hdr, hlen, bytes, &p)) deliver_internal_here(sh, domain, &p);
         return;
     }
     uint8_t buf[XF_DOMAIN_MAX + 1 + 3 * (XF_JID_MAX + 1) + sizeof(xf_smeta)];
@@ -311,10 +309,9 @@ static void deliver_internal(xf_s2s_shard *sh, const char *domain, const xf_part
     if (!xf_shard_send2(sh->shard, owner, XF_MSG_TO_INTERNAL, buf, (uint32_t)(dl + hlen), bytes,
                         (uint32_t)len)) {
         xf_spacked p;
-        xf_smeta_unpack(hdr, hlen + len, &p);
-        p.bytes = bytes;
         xf_log(XF_LOG_WARN, "route: the queue to core %u is full: stanza bounced", owner);
-        xf_route_bounce(sh, &p, "resource-constraint", NULL);
+        if (xf_spacked_join(hdr, hlen, bytes, &p))
+            xf_route_bounce(sh, &p, "resource-constraint", NULL);
     }
 }
 
@@ -469,7 +466,7 @@ void xf_route_from_internal(xf_link *l, const xf_xml_tok *t, const xf_xml_stanza
 {
     xf_s2s_shard *sh = xf_link_shard(l)->sh;
     xf_sfacts *f = XF_SCRATCH_FACTS(sh, 0);
-    if (!xf_sfacts_read(s, f)) {
+    if (xf_sfacts_read(s, f)) {
         count_refused(sh, "", "improper-addressing");
         xf_log(XF_LOG_WARN,
                "route: a <%.*s> from an internal server without valid from/to: dropped",
@@ -521,25 +518,19 @@ void xf_route_from_internal(xf_link *l, const xf_xml_tok *t, const xf_xml_stanza
     const char *why = NULL;
     if (!hl || !xf_s2s_route_out(sh, (uint32_t)li, to_dom, hdr, hl, bytes, len, &why)) {
         xf_spacked p;
-        xf_smeta_unpack(hdr, hl + len, &p);
-        p.bytes = bytes;
-        xf_route_bounce(sh, &p, why ? why : "resource-constraint", NULL);
+        if (xf_spacked_join(hdr, hl, bytes, &p))
+            xf_route_bounce(sh, &p, why ? why : "resource-constraint", NULL);
     }
 }
 
 /* ---- partner -> internal ------------------------------------------------------------- */
 
 void xf_route_from_partner(xf_stream *st, const xf_xml_tok *t, const xf_xml_stanza *s,
-                           uint32_t local, const char *from_domain)
+                           uint32_t local, const char *from_domain, xf_sfacts *f)
 {
     xf_s2s_shard *sh = st->sh;
     const xf_partner *p = xf_snapshot_find(xf_s2s_snap(sh), from_domain, strlen(from_domain));
     if (!p) return; /* the stream's checks ran on this snapshot: cannot happen */
-    xf_sfacts *f = XF_SCRATCH_FACTS(sh, 0);
-    if (!xf_sfacts_read(s, f)) {
-        count_refused(sh, p->domain, "improper-addressing");
-        return;
-    }
     f->m.origin = XF_ORIGIN_PARTNER;
     f->m.local = (uint8_t)local;
     log_stanza(sh, "partner->internal", t, s);

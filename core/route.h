@@ -74,9 +74,10 @@ xf_route_shard *xf_route_shard_new(xf_s2s_shard *sh);
 void xf_route_shard_free(xf_route_shard *rs);
 /* A stanza from an internal server arrived on link l (the tokenizer's event). */
 void xf_route_from_internal(xf_link *l, const xf_xml_tok *t, const xf_xml_stanza *s);
-/* A stanza from a partner passed the stream's checks (authenticated pair, local 'to'). */
+/* A stanza from a partner passed the stream's checks (authenticated pair, local 'to');
+ * f: its facts, read once by the stream (XF_SCRATCH_FACTS(sh, 0)). */
 void xf_route_from_partner(xf_stream *st, const xf_xml_tok *t, const xf_xml_stanza *s,
-                           uint32_t local, const char *from_domain);
+                           uint32_t local, const char *from_domain, xf_sfacts *f);
 /* A stanza that cannot go on: bounced to where it came from (or counted as dropped). */
 void xf_route_bounce(xf_s2s_shard *sh, const xf_spacked *p, const char *cond, const char *text);
 /* Every packed stanza of a queue buffer, bounced. */

@@ -56,18 +56,19 @@ xf_stype xf_stanza_type(const char *t)
     return XF_T_OTHER;
 }
 
-bool xf_sfacts_read(const xf_xml_stanza *s, xf_sfacts *f)
+const char *xf_sfacts_read(const xf_xml_stanza *s, xf_sfacts *f)
 {
     memset(&f->m, 0, sizeof f->m);
-    if (!xf_stanza_kind(s->name, &f->m.kind)) return false;
+    if (!xf_stanza_kind(s->name, &f->m.kind)) return "name";
     char type[16];
     uint16_t tl;
     if (!read_attr(s->type, type, sizeof type, &tl)) type[0] = 0, tl = 1; /* long: "other" */
     f->m.type = (uint8_t)(tl && !type[0] ? XF_T_OTHER : xf_stanza_type(type));
-    if (!read_attr(s->from, f->from, sizeof f->from, &f->m.from_len)) return false;
-    if (!read_attr(s->to, f->to, sizeof f->to, &f->m.to_len)) return false;
-    if (!read_attr(s->id, f->id, sizeof f->id, &f->m.id_len)) return false;
-    return f->m.from_len > 0 && f->m.to_len > 0;
+    if (!read_attr(s->from, f->from, sizeof f->from, &f->m.from_len) || !f->m.from_len)
+        return "from";
+    if (!read_attr(s->to, f->to, sizeof f->to, &f->m.to_len) || !f->m.to_len) return "to";
+    if (!read_attr(s->id, f->id, sizeof f->id, &f->m.id_len)) return "id";
+    return NULL;
 }
 
 bool xf_jid_domain(const char *jid, char *out, size_t cap)
@@ -123,6 +124,19 @@ bool xf_smeta_unpack(const uint8_t *p, size_t len, xf_spacked *out)
     out->to = out->from + out->m.from_len;
     out->id = out->to + out->m.to_len;
     out->bytes = (const uint8_t *)out->id + out->m.id_len;
+    return true;
+}
+
+bool xf_spacked_join(const uint8_t *hdr, size_t hlen, const uint8_t *bytes, xf_spacked *out)
+{
+    if (hlen < sizeof out->m) return false;
+    memcpy(&out->m, hdr, sizeof out->m);
+    if (hlen != sizeof out->m + (size_t)out->m.from_len + out->m.to_len + out->m.id_len)
+        return false;
+    out->from = (const char *)hdr + sizeof out->m;
+    out->to = out->from + out->m.from_len;
+    out->id = out->to + out->m.to_len;
+    out->bytes = bytes;
     return true;
 }
 

@@ -42,13 +42,15 @@ typedef struct {
     uint8_t pad[2];
 } xf_smeta;
 
-/* The decoded facts of a stanza event. False when 'from'/'to' are missing or too long. */
+/* The decoded facts of a stanza event. */
 typedef struct {
     xf_smeta m;
     char from[XF_JID_MAX + 1], to[XF_JID_MAX + 1], id[XF_JID_MAX + 1];
 } xf_sfacts;
 
-bool xf_sfacts_read(const xf_xml_stanza *s, xf_sfacts *f);
+/* NULL when read, else the name of the attribute that is missing or too long ("from", "to",
+ * "id") or "name" for an element that is not a stanza. */
+const char *xf_sfacts_read(const xf_xml_stanza *s, xf_sfacts *f);
 /* kind from the element's local name; false for anything that is not a stanza. */
 bool xf_stanza_kind(xf_xml_slice name, uint8_t *kind);
 xf_stype xf_stanza_type(const char *type);
@@ -68,6 +70,8 @@ typedef struct {
 } xf_spacked;
 bool xf_smeta_unpack(const uint8_t *p, size_t len, xf_spacked *out);
 size_t xf_spacked_size(const xf_smeta *m); /* header + strings + bytes */
+/* The same for a header and a stanza held apart (hdr: meta and strings; bytes: m.len bytes). */
+bool xf_spacked_join(const uint8_t *hdr, size_t hlen, const uint8_t *bytes, xf_spacked *out);
 
 /* Whether a stanza that cannot be delivered gets an error back: never for errors, never for
  * IQ results, never for what xfed itself made. */

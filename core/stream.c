@@ -1386,42 +1386,24 @@ static void sasl_in(xf_stream *st, const xf_el *e)
     st->restart = true; /* the peer opens a new stream now */
 }
 
-/* The domain part of a JID (RFC 7622): between '@' and '/'. */
-static bool jid_domain(xf_xml_slice raw, char *out, size_t cap, bool *bare_domain)
-{
-    char jid[3 * 1024 + 4];
-    size_t n = decode_to(raw, jid, sizeof jid);
-    if (n == 0 || n == SIZE_MAX) return false;
-    char *slash = memchr(jid, '/', n);
-    if (slash) *slash = 0;
-    char *at = strchr(jid, '@');
-    char *d = at ? at + 1 : jid;
-    *bare_domain = !at && !slash;
-    size_t dn = strlen(d);
-    if (dn == 0 || dn >= cap) return false;
-    memcpy(out, d, dn + 1);
-    lower_ascii(out);
-    return true;
-}
-
 static void stanza_in(xf_stream *st, const xf_xml_stanza *s, const xf_el *e)
 {
     bool any_valid = false;
     for (int i = 0; i < XF_S2S_PAIRS_MAX; i++)
         any_valid |= st->pairs[i].state == XF_PAIR_VALID;
     if (!any_valid) {
-        xf_neg_facts f = {partner_of(st, st->remote), st->tls != NULL, false};
-        refuse_verdict(st, xf_neg_check_in(&f, XF_IN_STANZA, st->peer_db_errors), "a stanza");
+        xf_neg_facts nf = {partner_of(st, st->remote), st->tls != NULL, false};
+        refuse_verdict(st, xf_neg_check_in(&nf, XF_IN_STANZA, st->peer_db_errors), "a stanza");
         return;
     }
+    /* Read once: the router works on these facts too. */
+    xf_sfacts *f = XF_SCRATCH_FACTS(st->sh, 0);
     char from[XF_DOMAIN_MAX + 2], to[XF_DOMAIN_MAX + 2];
-    bool from_bare, to_bare;
-    if (!jid_domain(s->from, from, sizeof from, &from_bare)) {
-        xf_stream_fail(st, "improper-addressing", "a stanza without a valid 'from'");
-        return;
-    }
-    if (!jid_domain(s->to, to, sizeof to, &to_bare)) {
-        xf_stream_fail(st, "improper-addressing", "a stanza without a valid 'to'");
+    const char *bad = xf_sfacts_read(s, f);
+    if (!bad && !xf_jid_domain(f->from, from, sizeof from)) bad = "from";
+    if (!bad && !xf_jid_domain(f->to, to, sizeof to)) bad = "to";
+    if (bad) {
+        xf_stream_fail(st, "improper-addressing", "a stanza without a valid '%s'", bad);
         return;
     }
     int li = xf_s2s_local_index(st->sh->app, to, strlen(to));
@@ -1436,28 +1418,24 @@ static void stanza_in(xf_stream *st, const xf_xml_stanza *s, const xf_el *e)
         return;
     }
     st->last_stanza = xf_now_ms();
-    char type[16] = "", id[256] = "";
-    decode_to(s->type, type, sizeof type);
-    if (decode_to(s->id, id, sizeof id) == SIZE_MAX) id[0] = 0;
-    bool is_iq = xf_slice_eq(s->name, "iq");
+    bool to_bare = !strchr(f->to, '@') && !strchr(f->to, '/');
     xf_el ping;
-    if (is_iq && strcmp(type, "get") == 0 && to_bare && xf_el_find(e, "ping", NS_PING, &ping)) {
+    if (f->m.kind == XF_KIND_IQ && f->m.type == XF_T_GET && to_bare &&
+        xf_el_find(e, "ping", NS_PING, &ping)) {
         /* XEP-0199: the server answers for its own domain. */
-        char out[1024], ei[1536], ef[XF_DOMAIN_MAX * 6 + 8], raw_from[1024];
-        if (decode_to(s->from, raw_from, sizeof raw_from) == SIZE_MAX) return;
-        int n =
-            snprintf(out, sizeof out, "<iq type='result' id='%s' from='%s' to='%s'/>",
-                     esc(id, ei, sizeof ei), st->sh->app->locals[li], esc(raw_from, ef, sizeof ef));
-        xf_sfacts *f = XF_SCRATCH_FACTS(st->sh, 0);
-        memset(&f->m, 0, sizeof f->m);
-        f->m.kind = XF_KIND_IQ;
+        char out[16384], ei[6 * 1024 + 8], ef[6 * 1024 + 8];
+        if (f->m.id_len > 1024 || f->m.from_len > 1024) return;
+        int n = snprintf(out, sizeof out, "<iq type='result' id='%s' from='%s' to='%s'/>",
+                         esc(f->id, ei, sizeof ei), st->sh->app->locals[li],
+                         esc(f->from, ef, sizeof ef));
+        memcpy(f->to, f->from, f->m.from_len + 1u); /* the answer goes back */
+        f->m.to_len = f->m.from_len;
+        snprintf(f->from, sizeof f->from, "%s", st->sh->app->locals[li]);
+        f->m.from_len = (uint16_t)strlen(f->from);
+        f->m.id_len = 0;
         f->m.type = XF_T_RESULT;
         f->m.origin = XF_ORIGIN_XFED;
         f->m.local = (uint8_t)li;
-        snprintf(f->from, sizeof f->from, "%s", st->sh->app->locals[li]);
-        snprintf(f->to, sizeof f->to, "%s", raw_from);
-        f->m.from_len = (uint16_t)strlen(f->from);
-        f->m.to_len = (uint16_t)strlen(f->to);
         f->m.len = n > 0 ? (uint32_t)n : 0;
         uint8_t hdr[sizeof(xf_smeta) + 2 * 1024 + XF_DOMAIN_MAX + 1];
         size_t hl = xf_smeta_pack(f, hdr, sizeof hdr);
@@ -1467,7 +1445,7 @@ static void stanza_in(xf_stream *st, const xf_xml_stanza *s, const xf_el *e)
             xf_log(XF_LOG_WARN, "s2s: ping answer to %s dropped: no outbound capacity", from);
         return;
     }
-    xf_route_from_partner(st, &st->tok, s, (uint32_t)li, from);
+    xf_route_from_partner(st, &st->tok, s, (uint32_t)li, from, f);
 }
 
 static step element_in(xf_stream *st, const xf_xml_stanza *s, const xf_el *e)
