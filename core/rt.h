@@ -89,9 +89,13 @@ typedef struct {
     xf_msg_fn on_verify_msg;             /* messages to the verification thread */
     void (*on_shard_start)(xf_shard *s); /* on the shard's thread, before its loop */
     void (*on_shard_stop)(xf_shard *s);  /* on the shard's thread, after its loop */
-    void *app;                           /* the application's context, xf_rt_app() */
-    struct xf_metrics *metrics;          /* shards + 1 core blocks (the last: verification) */
-    struct xf_rcu *rcu;                  /* partner snapshots, shards + 1 reader slots */
+    /* Every loop iteration, after callbacks and timers, before output is
+     * flushed (the load generator paces its sends here). */
+    void (*on_loop)(xf_shard *s);
+    uint32_t loop_wait_us;      /* cap on the loop's sleep, 0 = none: pacing finer than the wheel */
+    void *app;                  /* the application's context, xf_rt_app() */
+    struct xf_metrics *metrics; /* shards + 1 core blocks (the last: verification) */
+    struct xf_rcu *rcu;         /* partner snapshots, shards + 1 reader slots */
 } xf_rt_config;
 
 /* Defaults for a config: one shard per online CPU, 20000 connections per
@@ -134,6 +138,9 @@ bool xf_shard_send2(xf_shard *s, uint32_t dst, uint32_t type, const void *hdr, u
 typedef void (*xf_watch_fn)(xf_shard *s, int fd, uint32_t revents, void *arg);
 bool xf_shard_watch(xf_shard *s, int fd, uint32_t events, xf_watch_fn fn, void *arg);
 void *xf_shard_user(xf_shard *s); /* per-shard application state */
+/* Caps this shard's loop sleep at `us` microseconds (0: no cap); starts as
+ * the config's loop_wait_us. */
+void xf_shard_loop_wait(xf_shard *s, uint32_t us);
 /* This thread's allocation heap (core/heap.h). */
 struct xf_heap *xf_shard_heap(xf_shard *s);
 void xf_shard_set_user(xf_shard *s, void *user);

@@ -83,6 +83,7 @@ typedef struct {
 
 struct xf_shard {
     xf_rt *rt;
+    uint32_t loop_wait_us; /* sleep cap (xf_shard_loop_wait) */
     watch watches[XF_WATCH_MAX];
     uint32_t id;
     bool is_verify;
@@ -861,6 +862,7 @@ static void *shard_main(void *arg)
         drain_inboxes(s, 4096);
         uint32_t fired = xf_wheel_run(&s->wheel, now);
         if (fired) m_inc(s, XF_METRIC_TIMERS_FIRED, fired);
+        if (rt->cfg.on_loop && !s->is_verify) rt->cfg.on_loop(s);
         flush_all(s);
         ring_doorbells(s);
         if (s->stopping && (s->live == 0 || now >= s->stop_deadline)) break;
@@ -876,6 +878,12 @@ static void *shard_main(void *arg)
         if (rt->cfg.rcu && wait_ms) xf_rcu_offline(rt->cfg.rcu, s->id); /* no reads while asleep */
         struct __kernel_timespec ts = {.tv_sec = (long long)(wait_ms / 1000),
                                        .tv_nsec = (long long)(wait_ms % 1000) * 1000000};
+        uint64_t cap_us = s->loop_wait_us;
+        if (cap_us && wait_ms && (wait_ms == UINT64_MAX || wait_ms * 1000 > cap_us)) {
+            ts.tv_sec = (long long)(cap_us / 1000000);
+            ts.tv_nsec = (long long)(cap_us % 1000000) * 1000;
+            wait_ms = 1; /* not "forever": the timespec below applies */
+        }
         struct io_uring_cqe *cqe;
         if (wait_ms == 0)
             io_uring_submit_and_get_events(&s->ring);
@@ -1044,6 +1052,7 @@ xf_rt *xf_rt_start(const xf_rt_config *cfg, char *err, size_t errlen)
         s->is_verify = i == rt->n;
         s->ring.ring_fd = -1;
         s->m = cfg->metrics ? xf_metrics_core(cfg->metrics, i) : NULL;
+        s->loop_wait_us = cfg->loop_wait_us;
     }
     /* Start one at a time so a failure is reported before anything runs. */
     for (uint32_t i = 0; i <= rt->n; i++) {
@@ -1149,6 +1158,11 @@ void *xf_shard_user(xf_shard *s)
 void xf_shard_set_user(xf_shard *s, void *user)
 {
     s->user = user;
+}
+
+void xf_shard_loop_wait(xf_shard *s, uint32_t us)
+{
+    s->loop_wait_us = us;
 }
 
 struct xf_heap *xf_shard_heap(xf_shard *s)

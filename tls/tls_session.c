@@ -30,6 +30,7 @@ typedef struct {
 
 struct xf_tls_ctx {
     size_t n;
+    bool no_resume;       /* client side: full handshakes only (xf_tls_ctx_no_resume) */
     WOLFSSL_CTX **server; /* per local domain */
     WOLFSSL_CTX **client; /* per local domain: presents that domain's certificate */
     char (*domains)[254];
@@ -211,6 +212,11 @@ static xf_tls *session_new(xf_tls_ctx *c, WOLFSSL_CTX *wctx, bool server, xf_tls
     return t;
 }
 
+void xf_tls_ctx_no_resume(xf_tls_ctx *c)
+{
+    c->no_resume = true;
+}
+
 xf_tls *xf_tls_accept(xf_tls_ctx *c, xf_tls_sink sink, void *sink_arg)
 {
     xf_tls *t = session_new(c, c->server[0], true, sink, sink_arg);
@@ -250,7 +256,7 @@ xf_tls *xf_tls_connect(xf_tls_ctx *c, const char *peer_domain, const char *local
 static void remember_session(xf_tls *t)
 {
     xf_tls_ctx *c = t->ctx;
-    if (t->server || !t->ready || pthread_mutex_trylock(&c->lock) != 0) return;
+    if (t->server || !t->ready || c->no_resume || pthread_mutex_trylock(&c->lock) != 0) return;
     WOLFSSL_SESSION *s = wolfSSL_get1_session(t->ssl);
     if (s) {
         size_t slot = c->cache_next;

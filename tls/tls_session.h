@@ -44,6 +44,9 @@ typedef enum {
 xf_tls_ctx *xf_tls_ctx_new(const xf_tls_identity *ids, size_t n, const char *ca_file,
                            bool system_cas, char *err, size_t errlen);
 void xf_tls_ctx_free(xf_tls_ctx *c);
+/* Client side: never cache sessions, so every handshake is a full one (the
+ * benchmark measures handshakes; call before the first connection). */
+void xf_tls_ctx_no_resume(xf_tls_ctx *c);
 /* A thread that used TLS or certificate checks calls this before it exits:
  * wolfSSL keeps a per-thread ECC point cache (FP_ECC) that only its own
  * thread can free. */
