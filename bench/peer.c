@@ -787,7 +787,8 @@ static void on_loop(xf_shard *s)
     }
     uint32_t ph = atomic_load_explicit(&b->phase, memory_order_acquire);
     if (ph == PH_NONE) {
-        xf_shard_loop_wait(s, 0);
+        /* While idle streams are being opened, look again every millisecond. */
+        xf_shard_loop_wait(s, sh->idle_opened < sh->idle_want || sh->idle_pending ? 1000 : 0);
         return;
     }
     uint32_t gen = atomic_load_explicit(&b->phase_gen, memory_order_relaxed);
@@ -933,7 +934,7 @@ bench *bench_start(const bench_opts *o, char *err, size_t errlen)
     xf_rt_config rc;
     xf_rt_config_defaults(&rc);
     rc.shards = o->threads;
-    rc.pin = false;
+    rc.pin = getenv("XFED_BENCH_PIN") != NULL;
     rc.app = b;
     rc.on_msg = on_msg;
     rc.on_shard_start = shard_start;

@@ -226,7 +226,8 @@ class Xfed:
                      "--partner-connection-limit", "65535")
         log(f"xfed: {2 * a.lanes} partners added in {time.monotonic() - t0:.2f} s")
 
-        self.p = Process([str(Path(a.build) / "core" / "xfed"), "--config", str(conf)],
+        debug = ["--debug"] if os.environ.get("XFED_BENCH_PEER_LOG") == "debug" else []
+        self.p = Process([str(Path(a.build) / "core" / "xfed"), "--config", str(conf), *debug],
                          logfile)
         admin = f"http://127.0.0.1:{admin_port}"
         wait_until(lambda: "xfed started" in self.p.log()

@@ -213,10 +213,14 @@ static void reconcile(xf_route_shard *rs)
     rs->version = v;
 }
 
+static void log_flush_suppressed(xf_route_shard *rs, uint64_t second);
+
 static void tick_fire(xf_timer *t)
 {
     xf_route_shard *rs = (xf_route_shard *)((char *)t - offsetof(xf_route_shard, tick));
     reconcile(rs);
+    uint64_t second = xf_shard_wheel(rs->sh->shard)->now_ms / 1000;
+    if (rs->log_suppressed && second != rs->log_second) log_flush_suppressed(rs, second);
     xf_timer_arm(xf_shard_wheel(rs->sh->shard), &rs->tick, XF_ROUTE_TICK_MS);
 }
 
@@ -268,6 +272,36 @@ void xf_route_shard_free(xf_route_shard *rs)
     xf_heap_free(rs);
 }
 
+/* ---- per-stanza log lines, rate limited ------------------------------------------------- */
+
+static void log_flush_suppressed(xf_route_shard *rs, uint64_t second)
+{
+    if (rs->log_suppressed)
+        xf_log(XF_LOG_WARN, "route: %llu per-stanza log line(s) suppressed (more than %u a second)",
+               (unsigned long long)rs->log_suppressed, XF_ROUTE_LOG_PER_S);
+    rs->log_suppressed = 0;
+    rs->log_lines = 0;
+    rs->log_second = second;
+}
+
+static bool log_ok(xf_s2s_shard *sh)
+{
+    xf_route_shard *rs = sh->rs;
+    uint64_t second = xf_shard_wheel(sh->shard)->now_ms / 1000;
+    if (second != rs->log_second) log_flush_suppressed(rs, second);
+    if (rs->log_lines < XF_ROUTE_LOG_PER_S) {
+        rs->log_lines++;
+        return true;
+    }
+    rs->log_suppressed++;
+    return false;
+}
+
+#define SLOG(sh, level, ...)                                                                       \
+    do {                                                                                           \
+        if (log_ok(sh)) xf_log(level, __VA_ARGS__);                                                \
+    } while (0)
+
 /* ---- delivery to an internal server -------------------------------------------------- */
 
 static void deliver_internal_here(xf_s2s_shard *sh, const char *domain, const xf_spacked *p)
@@ -287,8 +321,8 @@ static void deliver_internal_here(xf_s2s_shard *sh, const char *domain, const xf
     } else {
         why = "no link serves this domain";
     }
-    xf_log(XF_LOG_INFO, "route: %s from %.*s to %.*s not delivered: %s", xf_kind_name(p->m.kind),
-           (int)p->m.from_len, p->from, (int)p->m.to_len, p->to, why);
+    SLOG(sh, XF_LOG_INFO, "route: %s from %.*s to %.*s not delivered: %s", xf_kind_name(p->m.kind),
+         (int)p->m.from_len, p->from, (int)p->m.to_len, p->to, why);
     xf_route_bounce(sh, p, "service-unavailable", NULL);
 }
 
@@ -309,7 +343,7 @@ static void deliver_internal(xf_s2s_shard *sh, const char *domain, const xf_part
     if (!xf_shard_send2(sh->shard, owner, XF_MSG_TO_INTERNAL, buf, (uint32_t)(dl + hlen), bytes,
                         (uint32_t)len)) {
         xf_spacked p;
-        xf_log(XF_LOG_WARN, "route: the queue to core %u is full: stanza bounced", owner);
+        SLOG(sh, XF_LOG_WARN, "route: the queue to core %u is full: stanza bounced", owner);
         if (xf_spacked_join(hdr, hlen, bytes, &p))
             xf_route_bounce(sh, &p, "resource-constraint", NULL);
     }
@@ -359,8 +393,8 @@ void xf_route_bounce(xf_s2s_shard *sh, const xf_spacked *p, const char *cond, co
         if (!xf_jid_domain(f->from, dom, sizeof dom)) return;
         const xf_partner *pt = xf_snapshot_find(xf_s2s_snap(sh), dom, strlen(dom));
         if (!pt) {
-            xf_log(XF_LOG_INFO, "route: %s error for %s dropped: %s is no longer a partner", cond,
-                   f->to, dom);
+            SLOG(sh, XF_LOG_INFO, "route: %s error for %s dropped: %s is no longer a partner", cond,
+                 f->to, dom);
             return;
         }
         deliver_internal(sh, dom, pt, hdr, hl, (const uint8_t *)out, n);
@@ -368,8 +402,8 @@ void xf_route_bounce(xf_s2s_shard *sh, const xf_spacked *p, const char *cond, co
         if (!xf_jid_domain(f->to, dom, sizeof dom)) return;
         const char *why = NULL;
         if (!xf_s2s_route_out(sh, p->m.local, dom, hdr, hl, (const uint8_t *)out, n, &why))
-            xf_log(XF_LOG_INFO, "route: %s error to %s dropped (%s)", cond, f->to,
-                   why ? why : "no stream");
+            SLOG(sh, XF_LOG_INFO, "route: %s error to %s dropped (%s)", cond, f->to,
+                 why ? why : "no stream");
     }
 }
 
@@ -455,8 +489,8 @@ static void refuse_on_link(xf_s2s_shard *sh, xf_link *l, const xf_sfacts *f, con
                            const char *text, const char *partner, const char *reason)
 {
     count_refused(sh, partner, reason);
-    xf_log(XF_LOG_INFO, "route: %s from %s to %s refused: %s", xf_kind_name(f->m.kind), f->from,
-           f->to, text);
+    SLOG(sh, XF_LOG_INFO, "route: %s from %s to %s refused: %s", xf_kind_name(f->m.kind), f->from,
+         f->to, text);
     char out[8192];
     size_t n = bounce_text(sh, &f->m, f->from, f->to, f->id, cond, text, out, sizeof out);
     if (n) xf_link_write(l, out, n);

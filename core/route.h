@@ -58,7 +58,13 @@ struct xf_route_shard {
     xf_timer tick;
     int32_t row_bounce[8];
     uint32_t links_up;
+    /* Per-stanza log lines are rate limited (XF_ROUTE_LOG_PER_S a second per core):
+     * under overload they would otherwise cost more than the stanzas. */
+    uint64_t log_second;
+    uint32_t log_lines;
+    uint64_t log_suppressed;
 };
+#define XF_ROUTE_LOG_PER_S 50
 
 /* ---- link.c ---------------------------------------------------------------------- */
 xf_link *xf_link_new(xf_route_shard *rs, xf_ldom *d, uint32_t internal);
