@@ -1159,14 +1159,21 @@ uint32_t bench_idle_open(bench *b, const bench_target *t, bench_mode mode, uint3
         while (!xf_rt_post(b->rt, i, CMD_IDLE, &c, sizeof c))
             sleep_ms(1);
     }
-    uint32_t up;
+    uint32_t up, seen = 0;
+    uint64_t t_last = t0; /* the time of the last stream that came up (or failed) */
     for (;;) {
         up = atomic_load(&b->idle_up) - up0;
         uint32_t failed = atomic_load(&b->idle_failed) - failed0;
-        if (up + failed >= n || bench_now_ns() > until) break;
+        uint64_t now = bench_now_ns();
+        if (up + failed != seen) {
+            seen = up + failed;
+            t_last = now;
+        }
+        /* done, out of time, or stuck: 5 s without a stream coming up */
+        if (up + failed >= n || now > until || now - t_last > 5000000000ull) break;
         sleep_ms(1);
     }
-    *secs = (double)(bench_now_ns() - t0) / 1e9;
+    *secs = (double)(t_last - t0) / 1e9;
     return up;
 }
 
