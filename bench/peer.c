@@ -79,6 +79,7 @@ struct bconn {
     blane *lane;
     bstate st;
     bool scan, want_scan, up, idle, authed, tls_client;
+    bool closed; /* on_close ran: freed at the next loop iteration, never touched again */
     void *tokmem;
     xf_xml_tok tok;
     xf_tls *tls;
@@ -101,6 +102,7 @@ struct bshard {
     bdir *senders[4 * BENCH_LANES_MAX];
     uint32_t nsenders;
     bconn *conns;
+    bconn *grave; /* closed, freed in on_loop: a close may run inside our own callbacks */
     uint32_t idle_want, idle_opened, idle_pending, idle_conc;
     bench_mode idle_mode;
     uint32_t wake_pending[XF_SHARDS_MAX / 32]; /* bitmap: cores to wake after this chunk */
@@ -132,6 +134,11 @@ static const xf_conn_ops bconn_ops;
 
 /* ---- helpers ---------------------------------------------------------------- */
 
+static bool gone(const bconn *bc)
+{
+    return bc->closed || xf_conn_closing(bc->c);
+}
+
 static void note_failure(bconn *bc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void note_failure(bconn *bc, const char *fmt, ...)
 {
@@ -151,7 +158,7 @@ static void fail(bconn *bc, const char *fmt, ...)
         vsnprintf(bc->why, sizeof bc->why, fmt, ap);
         va_end(ap);
     }
-    if (!xf_conn_closing(bc->c)) xf_conn_close(bc->c, true);
+    if (!gone(bc)) xf_conn_close(bc->c, true);
 }
 
 static bool slice_eq(xf_xml_slice s, const char *lit)
@@ -184,12 +191,13 @@ static blane *lane_of(bench *b, xf_xml_slice dom, int want_set)
 static bool sink(void *arg, const uint8_t *data, size_t len)
 {
     bconn *bc = arg;
-    if (xf_conn_closing(bc->c)) return false;
+    if (gone(bc)) return false;
     return xf_conn_write(bc->c, data, len);
 }
 
 static bool out(bconn *bc, const void *p, size_t n)
 {
+    if (bc->closed) return false;
     if (!bc->tls) return xf_conn_write(bc->c, p, n);
     if (bc->stage && n <= STAGE_BYTES) {
         if (bc->stage_len + n > STAGE_BYTES) {
@@ -557,7 +565,7 @@ static void plain_in(bconn *bc, const uint8_t *p, size_t n)
             on_stanza(bc, &ev.stanza);
         else if (t == XF_XML_EV_STREAM_END)
             fail(bc, "the target closed the stream");
-        if (xf_conn_closing(bc->c) || bc->st == N_TLS) break; /* TLS: the rest is ciphertext */
+        if (gone(bc) || bc->st == N_TLS) break; /* TLS: the rest is ciphertext */
     }
     if (bc->want_scan && !bc->scan) {
         bc->scan = true; /* nothing else is negotiated on this stream */
@@ -672,16 +680,27 @@ static void on_close(xf_conn *c, int err)
                     bc->why[0] ? bc->why : "closed by the peer",
                     err ? (err == -ECONNRESET ? " (reset)" : "") : "");
     }
-    if (bc->tls) xf_tls_free(bc->tls);
-    free(bc->tokmem);
-    free(bc->stage);
     if (bc->prev)
         bc->prev->next = bc->next;
     else
         sh->conns = bc->next;
     if (bc->next) bc->next->prev = bc->prev;
-    free(bc);
+    bc->closed = true;
+    bc->next = sh->grave; /* freed by on_loop, after every callback that may hold bc */
+    sh->grave = bc;
     atomic_fetch_sub(&b->live, 1);
+}
+
+static void bury(bshard *sh)
+{
+    while (sh->grave) {
+        bconn *bc = sh->grave;
+        sh->grave = bc->next;
+        if (bc->tls) xf_tls_free(bc->tls);
+        free(bc->tokmem);
+        free(bc->stage);
+        free(bc);
+    }
 }
 
 static void on_eof(xf_conn *c)
@@ -771,6 +790,7 @@ static void on_loop(xf_shard *s)
 {
     bshard *sh = xf_shard_user(s);
     bench *b = sh->b;
+    bury(sh);
     uint32_t hg = atomic_load_explicit(&b->hist_gen, memory_order_acquire);
     if (hg != atomic_load_explicit(&sh->hist_gen_seen, memory_order_relaxed)) {
         bench_hist_clear(&sh->hist);
@@ -862,7 +882,7 @@ static void on_msg(xf_shard *s, uint32_t src, const xf_spsc_rec *r)
                 if (!bc->up) bc->up = true; /* a deliberate close is no failure */
                 if (bc->idle && bc->sh->idle_pending && bc->st != N_UP) bc->sh->idle_pending--;
                 bc->idle = false;
-                if (!xf_conn_closing(bc->c)) xf_conn_close(bc->c, false);
+                if (!gone(bc)) xf_conn_close(bc->c, false);
             }
         }
         if (r->type == CMD_CLOSE_ALL) sh->idle_want = sh->idle_opened = sh->idle_pending = 0;
@@ -884,7 +904,8 @@ static void shard_start(xf_shard *s)
 
 static void shard_stop(xf_shard *s)
 {
-    (void)s;
+    bshard *sh = xf_shard_user(s);
+    if (sh) bury(sh);
     xf_tls_thread_done();
 }
 
@@ -1220,5 +1241,5 @@ void bench_close_all(bench *b)
 
 uint64_t bench_failures(bench *b)
 {
-    return atomic_load(&b->failures);
+    return atomic_exchange(&b->failures, 0);
 }

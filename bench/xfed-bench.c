@@ -611,6 +611,18 @@ int main(int argc, char **argv)
         ts[i].want = strstr(list, want) != NULL;
     }
 
+    /* The peers it compares with and the chart need Debian packages: install what is missing. */
+    char deps[PATH_MAX + 64];
+    snprintf(deps, sizeof deps, ". '%s/tools/deps.sh' && xfed_install $XFED_BENCH_PKGS >&2",
+             XFED_SOURCE_DIR);
+    char *dargv[] = {"/bin/bash", "-c", deps, NULL};
+    pid_t dp;
+    int dst = 1;
+    if (posix_spawn(&dp, dargv[0], NULL, NULL, dargv, environ) == 0) waitpid(dp, &dst, 0);
+    if (dst != 0)
+        fprintf(stderr, "xfed-bench: could not install the packages it needs (tools/deps.sh): "
+                        "targets that lack them will fail\n");
+
     char tmp[] = "/tmp/xfed-bench-XXXXXX";
     if (!mkdtemp(tmp)) die("mkdtemp: %s", strerror(errno));
     chmod(tmp, 0755); /* the peers run as other uids and read their configs below it */

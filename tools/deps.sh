@@ -6,7 +6,9 @@ XFED_BUILD_PKGS="build-essential cmake pkg-config git ca-certificates openssl sq
   liburing-dev libwolfssl-dev libmimalloc-dev libc-ares-dev libsqlite3-dev libinih-dev
   libjansson-dev libmicrohttpd-dev libexpat1-dev libxml2-dev"
 XFED_TEST_PKGS="dnsmasq-base clang libclang-rt-14-dev python3 prometheus chromium nodejs npm
-  prosody lua-unbound ejabberd python3-slixmpp"
+  prosody lua-unbound ejabberd python3-slixmpp python3-matplotlib"
+# What bench/xfed-bench needs besides the build: the peers it compares with, and the chart.
+XFED_BENCH_PKGS="python3 openssl dnsmasq-base prosody lua-unbound ejabberd python3-matplotlib"
 
 xfed_install() {
     local missing=()
