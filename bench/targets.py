@@ -62,25 +62,18 @@ def _on_signal(sig, frame):
 
 
 def wait_until(pred, timeout, what, proc=None, logfile=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        if proc is not None and proc.poll() is not None:
-            break
-        time.sleep(0.02)
-    if pred():
-        return
-    why = f"exited with status {proc.returncode}" if proc is not None and \
-        proc.poll() is not None else f"not ready after {timeout} s"
-    tail = ""
-    if logfile:
+    """peers._wait (the harness's readiness loop) with a log file instead of a reader."""
+    def log():
         try:
-            tail = "\n" + "\n".join(Path(logfile).read_text(errors="replace")
-                                     .splitlines()[-30:])
+            return Path(logfile).read_text(errors="replace")
         except OSError:
-            pass
-    raise RuntimeError(f"{what}: {why}{tail}")
+            return ""
+
+    log = log if logfile else None
+    try:
+        peers._wait(pred, timeout, what, proc, log)
+    except peers.PeerError as e:
+        raise RuntimeError(str(e)) from None
 
 
 def http_ok(url):
