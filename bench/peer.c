@@ -67,7 +67,7 @@ typedef struct {
     uint32_t set, idx; /* set 0: pI.bench (plaintext or raw), 1: tI.bench (TLS) */
     char pdom[24], cdom[24];
     bdir d[2]; /* 0: partner -> internal, 1: internal -> partner */
-    _Atomic int out_up, int_up, back_up;
+    _Atomic int out_up, int_up;
 } blane;
 
 struct bconn {
@@ -139,25 +139,28 @@ static bool gone(const bconn *bc)
     return bc->closed || xf_conn_closing(bc->c);
 }
 
+static void vnote(bconn *bc, const char *fmt, va_list ap)
+{
+    if (!bc->why[0]) vsnprintf(bc->why, sizeof bc->why, fmt, ap); /* the first cause counts */
+}
+
 static void note_failure(bconn *bc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void note_failure(bconn *bc, const char *fmt, ...)
 {
-    if (bc->why[0]) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(bc->why, sizeof bc->why, fmt, ap);
+    vnote(bc, fmt, ap);
     va_end(ap);
 }
 
+/* Notes why and closes (after flushing what was written). */
 static void fail(bconn *bc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void fail(bconn *bc, const char *fmt, ...)
 {
-    if (!bc->why[0]) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(bc->why, sizeof bc->why, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    vnote(bc, fmt, ap);
+    va_end(ap);
     if (!gone(bc)) xf_conn_close(bc->c, true);
 }
 
@@ -361,7 +364,6 @@ static void stream_up(bconn *bc)
         atomic_fetch_add(&l->int_up, 1);
         break;
     case R_IN:
-        atomic_fetch_add(&l->back_up, 1);
         if (b->target.parse_back) bc->want_scan = false;
         break;
     }
@@ -1162,7 +1164,6 @@ void bench_counts_read(bench *b, bench_counts *c)
                 bdir *x = &b->lanes[set][i].d[d];
                 c->stanzas += atomic_load_explicit(&x->recv, memory_order_relaxed);
                 c->bytes += atomic_load_explicit(&x->recv_bytes, memory_order_relaxed);
-                c->sent += atomic_load_explicit(&x->sent_pub, memory_order_relaxed);
                 c->late += atomic_load_explicit(&x->late, memory_order_relaxed);
                 c->bounced += atomic_load_explicit(&x->bounced, memory_order_relaxed);
             }
@@ -1198,10 +1199,10 @@ uint32_t bench_idle_open(bench *b, const bench_target *t, bench_mode mode, uint3
     return up;
 }
 
-static void wait_closed(bench *b, uint32_t keep, uint32_t ms)
+static void wait_closed(bench *b, uint32_t ms)
 {
     uint64_t until = bench_now_ns() + (uint64_t)ms * 1000000u;
-    while (atomic_load(&b->live) > keep && bench_now_ns() < until)
+    while (atomic_load(&b->live) > 0 && bench_now_ns() < until)
         sleep_ms(5);
 }
 
@@ -1215,13 +1216,12 @@ void bench_close_all(bench *b)
 {
     atomic_store(&b->phase, PH_NONE);
     post_all(b, CMD_CLOSE_ALL, NULL, 0);
-    wait_closed(b, 0, 10000);
+    wait_closed(b, 10000);
     for (uint32_t set = 0; set < 2; set++)
         for (uint32_t i = 0; i < b->o.lanes; i++) {
             blane *l = &b->lanes[set][i];
             atomic_store(&l->out_up, 0);
             atomic_store(&l->int_up, 0);
-            atomic_store(&l->back_up, 0);
             for (int d = 0; d < 2; d++) {
                 bdir *x = &l->d[d];
                 x->next = 0;

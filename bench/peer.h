@@ -50,9 +50,8 @@ typedef struct {
 
 typedef struct {
     uint64_t stanzas, bytes; /* received by the bench: routed through the target */
-    uint64_t sent;
-    uint64_t late;    /* open loop: sends the generator could not keep up with */
-    uint64_t bounced; /* stanzas the target sent back as errors */
+    uint64_t late;           /* open loop: sends the generator could not keep up with */
+    uint64_t bounced;        /* stanzas the target sent back as errors */
 } bench_counts;
 
 bench *bench_start(const bench_opts *o, char *err, size_t errlen);

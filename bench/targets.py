@@ -272,13 +272,21 @@ def pid_of(uid, comm):
     raise RuntimeError(f"no {comm} process of uid {uid}: {peers.pids_of_uid(uid)}")
 
 
-class ProsodyTarget:
-    """Stock Debian Prosody 0.12 as a router: s2s in plaintext with dialback,
-    one XEP-0114 component cI.bench per lane on one component port."""
+class PeerTarget:
+    """A stock server with its own dnsmasq (SRV records for the partner domains)."""
 
     def __init__(self, a):
         self.a = a
         self.dns = self.srv = None
+
+    def stop(self):
+        peers.stop_all(self.srv)
+        peers.stop_all(self.dns)
+
+
+class ProsodyTarget(PeerTarget):
+    """Stock Debian Prosody 0.12 as a router: s2s in plaintext with dialback,
+    one XEP-0114 component cI.bench per lane on one component port."""
 
     def start(self):
         a = self.a
@@ -310,9 +318,6 @@ class ProsodyTarget:
             raise RuntimeError(f"pid {pid} is not prosody: {cmd}")
         return {"pids": [pid], "s2s_port": self.srv.s2s_port, "component_port": q}
 
-    def stop(self):
-        peers.stop_all(self.srv)
-        peers.stop_all(self.dns)
 
 
 class BenchEjabberd(Ejabberd):
@@ -327,13 +332,9 @@ class BenchEjabberd(Ejabberd):
         return env
 
 
-class EjabberdTarget:
+class EjabberdTarget(PeerTarget):
     """Stock Debian ejabberd 23.01 as a router: ejabberd_s2s_in (no STARTTLS,
     dialback) and one ejabberd_service listener serving every cI.bench."""
-
-    def __init__(self, a):
-        self.a = a
-        self.dns = self.srv = None
 
     def start(self):
         a = self.a
@@ -364,9 +365,6 @@ class EjabberdTarget:
         pid = pid_of(srv.uid, "beam.smp")
         return {"pids": [pid], "s2s_port": srv.s2s_port, "component_port": q}
 
-    def stop(self):
-        peers.stop_all(self.srv)
-        peers.stop_all(self.dns)
 
 
 TARGETS = {"relay": Relay, "xfed": Xfed, "prosody": ProsodyTarget, "ejabberd": EjabberdTarget}

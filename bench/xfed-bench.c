@@ -49,7 +49,7 @@ typedef struct {
     bool want;
     bool ok;
     char error[256];
-    double sps[RUNS_MAX], bps[RUNS_MAX], cpu_us[RUNS_MAX];
+    double sps[RUNS_MAX]; /* each closed-loop run */
     uint32_t runs;
     double stanzas_per_s, bytes_per_s, cpu_us_per_stanza;
     double closed_p50, closed_p99;
@@ -154,7 +154,7 @@ static double rss_kib(const pidset *p)
 
 typedef struct {
     pid_t pid;
-    int in_fd, out_fd;
+    int in_fd;
     FILE *out;
 } helper;
 
@@ -172,7 +172,6 @@ static json_t *helper_start(helper *h, char *const argv[], int timeout_s)
     close(out[1]);
     if (rc != 0) die("cannot run %s: %s", argv[0], strerror(rc));
     h->in_fd = in[1];
-    h->out_fd = out[0];
     h->out = fdopen(out[0], "r");
     struct pollfd pf = {.fd = out[0], .events = POLLIN};
     if (poll(&pf, 1, timeout_s * 1000) <= 0) return NULL;
@@ -262,8 +261,6 @@ static void closed_runs(bench *b, const options *o, const pidset *ps, bench_mode
                 t->name, mode == BENCH_TLS ? " (TLS)" : "", r + 1, w.sps, w.bps / 1e6, w.cpu_us);
         if (mode != BENCH_TLS) {
             t->sps[r] = w.sps;
-            t->bps[r] = w.bps;
-            t->cpu_us[r] = w.cpu_us;
             if (r == 0) {
                 t->closed_p50 = (double)bench_hist_quantile(h, 0.5) / 1e3;
                 t->closed_p99 = (double)bench_hist_quantile(h, 0.99) / 1e3;

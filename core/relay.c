@@ -2,8 +2,8 @@
 
 #include "config.h"
 #include "log.h"
+#include "resolver.h"
 
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,20 +82,5 @@ bool xf_sockaddr_parse(const char *s, struct sockaddr_storage *out, socklen_t *l
 {
     xf_hostport hp; /* the same HOST:PORT / [V6]:PORT rules as the config */
     if (!xf_hostport_parse(s, 0, &hp) || strchr(s, ':') == NULL) return false;
-    memset(out, 0, sizeof *out);
-    struct sockaddr_in *v4 = (struct sockaddr_in *)out;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
-    if (inet_pton(AF_INET, hp.host, &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons(hp.port);
-        *len = sizeof *v4;
-        return true;
-    }
-    if (inet_pton(AF_INET6, hp.host, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons(hp.port);
-        *len = sizeof *v6;
-        return true;
-    }
-    return false;
+    return xf_dns_literal(hp.host, hp.port, out, len);
 }

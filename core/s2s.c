@@ -296,25 +296,6 @@ static void next_target(xf_stream *st)
     }
     xf_srv_target *t = &d->targets[d->next_target++];
     d->direct = t->direct_tls;
-    /* A literal address (a proxy FQDN such as 192.0.2.7:5269) needs no resolver round:
-     * c-ares would only answer it at the core's next DNS timer tick. */
-    struct sockaddr_storage lit = {0};
-    struct sockaddr_in *v4 = (struct sockaddr_in *)&lit;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&lit;
-    if (inet_pton(AF_INET, t->target, &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons(t->port);
-    } else if (inet_pton(AF_INET6, t->target, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons(t->port);
-    }
-    if (lit.ss_family) {
-        d->naddrs = 1;
-        d->next_addr = 0;
-        d->addrs[0] = lit;
-        next_addr(st);
-        return;
-    }
     xf_shard_dns *dns = dns_for(st);
     if (dns) xf_shard_dns_addr(dns, t->target, t->port, addr_done, st);
 }

@@ -1,6 +1,7 @@
 #include "resolver.h"
 
 #include <ares.h>
+#include <arpa/inet.h>
 #include <arpa/nameser.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -263,8 +264,36 @@ static void on_addr(void *arg, int status, int timeouts, struct ares_addrinfo *r
     free(a);
 }
 
+bool xf_dns_literal(const char *host, uint16_t port, struct sockaddr_storage *out, socklen_t *len)
+{
+    memset(out, 0, sizeof *out);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)out;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        if (len) *len = sizeof *v4;
+        return true;
+    }
+    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+        if (len) *len = sizeof *v6;
+        return true;
+    }
+    return false;
+}
+
 void xf_resolver_addr(xf_resolver *r, const char *host, uint16_t port, xf_addr_fn fn, void *arg)
 {
+    /* A literal address (a proxy FQDN such as 192.0.2.7:5269) needs no lookup:
+     * through c-ares it was answered only when the loop next drove the channel. */
+    struct sockaddr_storage lit;
+    if (xf_dns_literal(host, port, &lit, NULL)) {
+        r->stats.queries++;
+        fn(arg, XF_DNS_OK, &lit, 1);
+        return;
+    }
     addr_lookup *a = r->pending_addr < XF_RESOLVE_PENDING_MAX ? malloc(sizeof *a) : NULL;
     if (!a) {
         fn(arg, XF_DNS_BUSY, NULL, 0);

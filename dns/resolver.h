@@ -45,9 +45,13 @@ xf_resolver *xf_resolver_new(const char *servers, xf_dns_sock_fn sock_fn, void *
                              char *err, size_t errlen);
 void xf_resolver_free(xf_resolver *r); /* pending callbacks run with XF_DNS_FAILED */
 
-/* May call fn before returning (cache hit, or BUSY). */
+/* May call fn before returning (cache hit, a literal address, or BUSY). */
 void xf_resolver_srv(xf_resolver *r, const char *domain, uint64_t now_ms, xf_srv_fn fn, void *arg);
 void xf_resolver_addr(xf_resolver *r, const char *host, uint16_t port, xf_addr_fn fn, void *arg);
+
+/* A literal IPv4 or IPv6 address with `port` into *out (and its length);
+ * false when `host` is a name. */
+bool xf_dns_literal(const char *host, uint16_t port, struct sockaddr_storage *out, socklen_t *len);
 
 /* Loop hooks. */
 void xf_resolver_process(xf_resolver *r, int fd, bool readable, bool writable);
